@@ -1,0 +1,126 @@
+"""Ranking, quota judgement and failover blocklists, table-driven."""
+
+import pytest
+
+from tools.launch import candidates as C
+from tools.launch import tables as T
+
+TABLES = T.default_tables()
+PREF = ["L4", "T4", "A100"]
+SPOT_L4 = "aiplatform.googleapis.com/custom_model_training_preemptible_nvidia_l4_gpus"
+SPOT_T4 = "aiplatform.googleapis.com/custom_model_training_preemptible_nvidia_t4_gpus"
+
+
+def ranked(quotas, regions=("us-central1", "us-east1", "europe-west4"), pref=PREF, count=1):
+    cands = C.build_candidates(TABLES, pref, count, "SPOT", list(regions), quotas)
+    return C.rank(cands, pref, TABLES)
+
+
+def names(cands):
+    return [(c.gpu, c.region) for c in cands if c.kept]
+
+
+def test_rank_by_gpu_preference_then_price():
+    quotas = {m: {"": 4} for m in (SPOT_L4, SPOT_T4)}
+    quotas["aiplatform.googleapis.com/custom_model_training_preemptible_nvidia_a100_gpus"] = {"": 4}
+    got = names(ranked(quotas))
+    # us-east1 has the cheapest L4 spot price in the table, europe-west4 the dearest.
+    assert got[:3] == [("L4", "us-east1"), ("L4", "us-central1"), ("L4", "europe-west4")]
+    assert [g for g, _ in got] == ["L4"] * 3 + ["T4"] * 3 + ["A100"] * 3
+
+
+@pytest.mark.parametrize(
+    "quotas,first,dropped",
+    [
+        # zero quota for L4 spot in us-east1 drops it
+        ({SPOT_L4: {"us-east1": 0, "": 8}, SPOT_T4: {"": 8}}, ("L4", "us-central1"), {("L4", "us-east1")}),
+        # no L4 quota anywhere: T4 first
+        ({SPOT_L4: {"": 0}, SPOT_T4: {"": 8}}, ("T4", "us-east1"),
+         {("L4", "us-east1"), ("L4", "us-central1"), ("L4", "europe-west4")}),
+    ],
+)
+def test_quota_drops_candidates(quotas, first, dropped):
+    cands = ranked(quotas)
+    assert names(cands)[0] == first
+    assert {(c.gpu, c.region) for c in cands if not c.kept} >= dropped
+    for c in cands:
+        if not c.kept:
+            assert c.why.startswith("quota 0 < 1")
+
+
+def test_unknown_quota_is_kept_flagged_and_ranked_after_known():
+    # Only T4 is listed: L4 (preferred) is unknown, so it is kept but ranked after T4.
+    cands = ranked({SPOT_T4: {"": 2}})
+    kept = [c for c in cands if c.kept]
+    assert [c.gpu for c in kept[:3]] == ["T4"] * 3
+    assert [c.gpu for c in kept[3:6]] == ["L4"] * 3
+    assert all("quota unknown" in c.why for c in kept[3:])
+    assert all(c.quota is None for c in kept[3:])
+
+
+def test_quota_below_count():
+    cands = C.build_candidates(TABLES, ["L4"], 4, "SPOT", ["us-central1"], {SPOT_L4: {"": 2}})
+    assert not cands[0].kept and cands[0].why == "quota 2 < 4 GPU(s)"
+
+
+def test_quota_not_checked_when_no_quota_api():
+    cands = ranked(None)
+    assert all(c.kept and c.why.startswith("quota not checked") for c in cands)
+
+
+def test_bad_count_for_every_gpu_says_what_is_valid():
+    with pytest.raises(T.TableError, match=r"L4: no machine shape has 3 GPU\(s\); valid counts: 1, 2, 4, 8"):
+        C.build_candidates(TABLES, ["L4", "T4"], 3, "SPOT")
+
+
+def test_bad_count_for_one_gpu_skips_only_it():
+    cands = C.build_candidates(TABLES, ["H200", "L4"], 1, "SPOT", ["us-central1"])
+    assert [c.gpu for c in cands] == ["L4"]
+
+
+def test_region_without_the_gpu():
+    with pytest.raises(T.TableError, match="regions that do: H200: us-central1"):
+        C.build_candidates(TABLES, ["H200"], 8, "SPOT", ["europe-west4"])
+
+
+@pytest.mark.parametrize(
+    "code,message,scope",
+    [
+        ("RESOURCE_EXHAUSTED", "The following quota metrics exceed quota limits: "
+         "aiplatform.googleapis.com/custom_model_training_preemptible_nvidia_l4_gpus", C.Scope.QUOTA_REGION),
+        ("RESOURCE_EXHAUSTED", "Quota exceeded for quota metric GPUS_ALL_REGIONS", C.Scope.QUOTA_GLOBAL),
+        ("RESOURCE_EXHAUSTED", "global quota exceeded", C.Scope.QUOTA_GLOBAL),
+        ("RESOURCE_EXHAUSTED", "The zone does not have enough resources available", C.Scope.CAPACITY),
+        ("UNAVAILABLE", "resources are insufficient in region", C.Scope.CAPACITY),
+        ("INVALID_ARGUMENT", "machine type g2-standard-4 does not support NVIDIA_TESLA_T4", C.Scope.FATAL),
+        ("PERMISSION_DENIED", "quota project not set", C.Scope.FATAL),
+    ],
+)
+def test_classify_error(code, message, scope):
+    assert C.classify_error(code, message) is scope
+
+
+def _cand(gpu, region, machine="m", scheduling="SPOT", metric=None):
+    return C.Candidate(gpu, "X", 1, machine, region, scheduling, metric or gpu, 1.0)
+
+
+@pytest.mark.parametrize(
+    "failed,scope,blocked,free",
+    [
+        # quota error: that region for that metric, not other regions or GPUs
+        (_cand("L4", "r1"), C.Scope.QUOTA_REGION,
+         [_cand("L4", "r1", machine="other")], [_cand("L4", "r2"), _cand("T4", "r1")]),
+        # global quota: everything
+        (_cand("L4", "r1"), C.Scope.QUOTA_GLOBAL, [_cand("L4", "r2"), _cand("T4", "r9")], []),
+        # capacity: only that candidate
+        (_cand("L4", "r1"), C.Scope.CAPACITY,
+         [_cand("L4", "r1")], [_cand("L4", "r2"), _cand("L4", "r1", machine="bigger")]),
+        # fatal errors block nothing (the launch stops instead)
+        (_cand("L4", "r1"), C.Scope.FATAL, [], [_cand("L4", "r1")]),
+    ],
+)
+def test_blocklist_by_scope(failed, scope, blocked, free):
+    b = C.Blocklist()
+    b.record(failed, scope)
+    assert all(b.blocks(c) for c in blocked)
+    assert not any(b.blocks(c) for c in free)
