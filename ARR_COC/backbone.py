@@ -1,0 +1,179 @@
+"""The frozen Qwen3-VL backbone, its tokenizer and its image processor.
+
+`BASE_MODEL=tiny` builds a tiny Qwen3-VL in code (random weights, or weights
+from a local safetensors file such as the cached pretrain step's output) with
+an offline word-level tokenizer, so tests and the local run never touch the
+hub. Any other value goes to `from_pretrained` (hub name, local folder, or a
+gs:// folder that is copied locally first).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+
+import torch
+
+TINY = "tiny"
+
+# Special tokens first, so their ids are fixed (0..6) whatever the vocabulary.
+SPECIAL_TOKENS = (
+    "<|endoftext|>",
+    "<|im_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+    "<|im_start|>",
+)
+UNKNOWN_TOKEN = "<unk>"
+
+# Words the tiny model can read and say: the synthetic VQA language plus the chat roles.
+TINY_WORDS = (
+    "user", "assistant", "what", "colour", "color", "shape", "is", "the", "of", "which",
+    "object", "?", "red", "green", "blue", "yellow", "purple", "orange", "white", "cyan",
+    "square", "circle", "triangle", "cross", "yes", "no",
+    "top", "bottom", "left", "right", "centre", "where",
+)
+TINY_VOCAB_SIZE = 512
+TINY_PATCH_SIZE = 16
+TINY_MERGE_SIZE = 2
+TINY_TEMPORAL_PATCH = 2
+
+
+@dataclass
+class Backbone:
+    """A frozen vision-language model with the tokenizer and image processor that fit it."""
+
+    model: torch.nn.Module
+    tokenizer: object
+    image_processor: object
+    name: str
+
+    @property
+    def config(self):
+        return self.model.config
+
+    @property
+    def merge_size(self) -> int:
+        return self.model.config.vision_config.spatial_merge_size
+
+    @property
+    def cell_pixels(self) -> int:
+        """Side in pixels of the image square behind one merged visual token."""
+        vision = self.model.config.vision_config
+        return vision.patch_size * vision.spatial_merge_size
+
+    @property
+    def text_hidden_size(self) -> int:
+        return self.model.config.text_config.hidden_size
+
+
+def tiny_config():
+    """A Qwen3-VL small enough to train on 2 CPU cores (QWEN3VL.md: ~0.6 M parameters)."""
+    from transformers import Qwen3VLConfig
+
+    ids = {token: index for index, token in enumerate(SPECIAL_TOKENS)}
+    text = dict(
+        vocab_size=TINY_VOCAB_SIZE, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=1024,
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
+                         "mrope_section": [4, 2, 2], "mrope_interleaved": True},
+        tie_word_embeddings=False,
+    )
+    vision = dict(
+        depth=2, hidden_size=64, intermediate_size=128, num_heads=4, patch_size=TINY_PATCH_SIZE,
+        spatial_merge_size=TINY_MERGE_SIZE, temporal_patch_size=TINY_TEMPORAL_PATCH,
+        out_hidden_size=64, num_position_embeddings=256, deepstack_visual_indexes=[0, 1],
+    )
+    return Qwen3VLConfig(
+        text_config=text, vision_config=vision,
+        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
+        tie_word_embeddings=False,
+    )
+
+
+def tiny_tokenizer():
+    """Word-level tokenizer over TINY_WORDS, built offline and identically every time."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocabulary = {token: index for index, token in enumerate(SPECIAL_TOKENS + (UNKNOWN_TOKEN,) + TINY_WORDS)}
+    core = Tokenizer(models.WordLevel(vocab=vocabulary, unk_token=UNKNOWN_TOKEN))
+    core.pre_tokenizer = pre_tokenizers.Whitespace()
+    core.add_special_tokens(list(SPECIAL_TOKENS))
+    return PreTrainedTokenizerFast(
+        tokenizer_object=core, eos_token="<|im_end|>", pad_token="<|endoftext|>", unk_token=UNKNOWN_TOKEN,
+    )
+
+
+def image_processor_for(model_config, image_size: int):
+    """PIL image processor (no torchvision) that keeps an image_size square image as it is."""
+    from transformers import Qwen2VLImageProcessorPil
+
+    vision = model_config.vision_config
+    pixels = image_size * image_size
+    return Qwen2VLImageProcessorPil(
+        patch_size=vision.patch_size, merge_size=vision.spatial_merge_size,
+        temporal_patch_size=vision.temporal_patch_size,
+        size={"shortest_edge": pixels, "longest_edge": pixels},
+        image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5],
+    )
+
+
+def freeze(model: torch.nn.Module) -> torch.nn.Module:
+    """The backbone is never trained by ARR-COC: no gradients, eval mode (no dropout)."""
+    model.requires_grad_(False)
+    model.eval()
+    return model
+
+
+def build_tiny_model(weights_path: str | None = None, seed: int = 0):
+    """The tiny Qwen3-VL: random weights from `seed`, or the weights in `weights_path`."""
+    from transformers import Qwen3VLForConditionalGeneration
+
+    torch.manual_seed(seed)
+    model = Qwen3VLForConditionalGeneration(tiny_config())
+    if weights_path:
+        from safetensors.torch import load_file
+
+        missing, unexpected = model.load_state_dict(load_file(weights_path), strict=False)
+        real_missing = [name for name in missing if name != "lm_head.weight" or not model.config.tie_word_embeddings]
+        if real_missing or unexpected:
+            raise ValueError(f"{weights_path} does not fit the tiny backbone: missing {real_missing}, unexpected {unexpected}")
+    return model
+
+
+def localize(path: str) -> str:
+    """A gs:// (or other fsspec) folder is copied to a local temp folder; others pass through."""
+    if "://" not in path:
+        return path
+    import fsspec
+
+    filesystem, root = fsspec.core.url_to_fs(path)
+    local = tempfile.mkdtemp(prefix="arr_coc_model_")
+    filesystem.get(root.rstrip("/") + "/", local + "/", recursive=True)
+    return local
+
+
+def load_backbone(name: str, image_size: int, weights_path: str | None = None,
+                  dtype: torch.dtype = torch.float32, seed: int = 0) -> Backbone:
+    """Load and freeze the backbone named by BASE_MODEL (`tiny`, hub name, local or gs:// path)."""
+    if name == TINY:
+        model = build_tiny_model(weights_path, seed)
+        tokenizer = tiny_tokenizer()
+    else:
+        from transformers import AutoTokenizer, Qwen3VLForConditionalGeneration
+
+        source = localize(name)
+        model = Qwen3VLForConditionalGeneration.from_pretrained(source, dtype=dtype)
+        tokenizer = AutoTokenizer.from_pretrained(source)
+    model = freeze(model.to(dtype))
+    return Backbone(model, tokenizer, image_processor_for(model.config, image_size), name)
+
+
+def weights_from_env() -> str | None:
+    """Where the cached pretrained tiny backbone is, when Bazel (or a caller) said so."""
+    return os.environ.get("ARR_COC_TINY_BACKBONE") or None

@@ -1,0 +1,232 @@
+"""ARR-COC in front of a frozen Qwen3-VL: score the merged visual tokens, keep K, answer.
+
+The vision encoder runs once per batch on what it really takes (flattened
+patches + image_grid_thw). Selection happens on its merged tokens
+(pooler_output) and, with the same rows, on its deepstack features; the
+language model gets them through `mm_encoder_outputs` with hand-built M-RoPE
+positions (see sequences.py). Modes:
+
+- "train": all N placeholders, each token scaled by the straight-through
+  top-K mask (attending.py), so unkept tokens get a learning signal;
+- "select": the K best tokens really kept (evaluation, inference);
+- "random": K random tokens; "all": every token (benchmark baselines).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from ARR_COC import attending, sequences
+from ARR_COC.backbone import Backbone, load_backbone
+from ARR_COC.balancing import Balancer
+from ARR_COC.knowing import InformationScorer, ParticipatoryScorer, PerspectivalScorer
+from ARR_COC.texture import CHANNELS, texture_map
+
+MODES = ("train", "select", "random", "all")
+SELECTOR_WEIGHTS = "selector.safetensors"
+SELECTOR_CONFIG = "selector_config.json"
+
+
+@dataclass
+class SelectorConfig:
+    """What is needed to rebuild the selector around a backbone."""
+
+    num_visual_tokens: int
+    token_dim: int
+    query_dim: int
+    image_size: int
+    base_model: str
+    temperature: float = 1.0
+    texture_channels: tuple[str, ...] = CHANNELS
+
+
+class Selector(nn.Module):
+    """The trainable part: three scorers and the balancer (about 30 k parameters on the tiny model)."""
+
+    def __init__(self, config: SelectorConfig):
+        super().__init__()
+        self.config = config
+        self.information = InformationScorer(config.token_dim)
+        self.perspectival = PerspectivalScorer()
+        self.participatory = ParticipatoryScorer(config.token_dim, config.query_dim)
+        self.balancer = Balancer(config.query_dim)
+
+    def forward(self, texture: torch.Tensor, tokens: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
+        """[B, N] relevance of each merged visual token for this query."""
+        grid = texture.shape[2:]
+        tokens = tokens.float()
+        scores = [self.information(texture, tokens), self.perspectival(texture),
+                  self.participatory(texture, tokens, query.float())]
+        return self.balancer(scores, query.float(), grid)
+
+
+@dataclass
+class VisualFeatures:
+    tokens: torch.Tensor            # [B, N, D] merged visual tokens
+    deepstack: list[torch.Tensor]   # per deepstack layer [B, N, D]
+    grid: tuple[int, int]           # merged-token grid (H, W)
+
+
+class ARRCOC(nn.Module):
+    """Frozen backbone + trainable selector."""
+
+    def __init__(self, backbone: Backbone, config: SelectorConfig):
+        super().__init__()
+        self.backbone = backbone
+        self.language_vision_model = backbone.model
+        self.selector = Selector(config)
+        self.template = sequences.ChatTemplate.from_tokenizer(backbone.tokenizer)
+
+    @property
+    def num_visual_tokens(self) -> int:
+        return self.selector.config.num_visual_tokens
+
+    def train(self, mode: bool = True):
+        """Only the selector switches mode: the frozen backbone stays in eval (no dropout)."""
+        self.selector.train(mode)
+        self.training = mode
+        return self
+
+    @torch.no_grad()
+    def encode_images(self, pixel_values: torch.Tensor, image_grid_thw: torch.Tensor) -> VisualFeatures:
+        """Run the frozen vision encoder once; all images of a batch share one grid."""
+        merge = self.backbone.merge_size
+        grids = {tuple(row) for row in image_grid_thw.tolist()}
+        if len(grids) != 1:
+            raise ValueError(f"a batch must share one image grid, got {sorted(grids)}")
+        _, height, width = grids.pop()
+        output = self.language_vision_model.model.get_image_features(pixel_values, image_grid_thw)
+        tokens = torch.stack(output.pooler_output)
+        deepstack = [torch.stack(layer) for layer in output.deepstack_features]
+        return VisualFeatures(tokens, deepstack, (height // merge, width // merge))
+
+    @torch.no_grad()
+    def query_embedding(self, questions: list[list[int]]) -> torch.Tensor:
+        """[B, D] mean of the frozen input embeddings of the question tokens."""
+        embed = self.language_vision_model.get_input_embeddings()
+        device = embed.weight.device
+        return torch.stack([embed(torch.tensor(q or [self.template.pad], device=device)).mean(0) for q in questions])
+
+    def scores(self, batch: dict, features: VisualFeatures) -> torch.Tensor:
+        texture = texture_map(batch["images"].float(), self.backbone.cell_pixels)
+        return self.selector(texture, features.tokens, self.query_embedding(batch["question_ids"]))
+
+    def kept_tokens(self, scores: torch.Tensor, mode: str, generator: torch.Generator | None = None):
+        """(kept indices [B, K'], row scale [B, K'] or None) for a mode."""
+        batch, n = scores.shape
+        k = self.num_visual_tokens
+        everything = torch.arange(n, device=scores.device).expand(batch, -1)
+        if mode == "train":
+            return everything, attending.straight_through_mask(scores, k, self.selector.config.temperature)
+        if mode == "select":
+            return attending.top_k_indices(scores, k), None
+        if mode == "random":
+            return attending.random_indices(batch, n, k, generator).to(scores.device), None
+        if mode == "all":
+            return everything, None
+        raise ValueError(f"mode {mode!r} is not one of {MODES}")
+
+    def encoder_outputs(self, features: VisualFeatures, kept: torch.Tensor, scale: torch.Tensor | None):
+        """mm_encoder_outputs with the kept rows of pooler_output and of every deepstack layer."""
+        from transformers.models.qwen3_vl.modeling_qwen3_vl import BaseModelOutputWithDeepstackFeatures
+
+        def pick(rows: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            chosen = torch.gather(rows, 1, kept.unsqueeze(-1).expand(-1, -1, rows.shape[-1]))
+            if scale is not None:
+                chosen = chosen * scale.unsqueeze(-1).to(chosen.dtype)
+            return tuple(chosen)
+
+        return {"image": BaseModelOutputWithDeepstackFeatures(
+            pooler_output=pick(features.tokens), deepstack_features=[pick(layer) for layer in features.deepstack])}
+
+    def forward(self, batch: dict, mode: str = "train", generator: torch.Generator | None = None) -> dict:
+        """Loss (answer tokens only), logits, inputs and the kept token indices."""
+        features = self.encode_images(batch["pixel_values"], batch["image_grid_thw"])
+        scores = self.scores(batch, features)
+        kept, scale = self.kept_tokens(scores, mode, generator)
+        inputs = sequences.build_batch(self.template, batch["question_ids"], batch.get("answer_ids"),
+                                       kept, features.grid)
+        inputs = {name: value.to(scores.device) for name, value in inputs.items()}
+        output = self.language_vision_model(
+            **inputs, mm_encoder_outputs=self.encoder_outputs(features, kept, scale), use_cache=False)
+        selected = attending.top_k_indices(scores, self.num_visual_tokens) if mode == "train" else kept
+        return {"loss": output.loss, "logits": output.logits, "inputs": inputs, "kept": selected,
+                "scores": scores, "grid": features.grid}
+
+    @torch.no_grad()
+    def generate(self, batch: dict, mode: str = "select", max_new_tokens: int = 8,
+                 generator: torch.Generator | None = None) -> tuple[list[list[int]], torch.Tensor]:
+        """Greedy answers (token ids, up to <|im_end|>) with K kept tokens, and the kept indices."""
+        features = self.encode_images(batch["pixel_values"], batch["image_grid_thw"])
+        kept, _ = self.kept_tokens(self.scores(batch, features), mode if mode != "train" else "select", generator)
+        inputs = sequences.build_batch(self.template, batch["question_ids"], None, kept, features.grid, "left")
+        device = features.tokens.device
+        ids, mask, positions = (inputs[k].to(device) for k in ("input_ids", "attention_mask", "position_ids"))
+        encoder_outputs = self.encoder_outputs(features, kept, None)
+        answers = [[] for _ in range(ids.shape[0])]
+        finished = torch.zeros(ids.shape[0], dtype=torch.bool, device=device)
+        for _ in range(max_new_tokens):
+            logits = self.language_vision_model(input_ids=ids, attention_mask=mask, position_ids=positions,
+                                                mm_encoder_outputs=encoder_outputs, use_cache=False).logits
+            next_token = logits[:, -1].argmax(-1)
+            for i, token in enumerate(next_token.tolist()):
+                if not finished[i] and token != self.template.end:
+                    answers[i].append(token)
+            finished |= next_token == self.template.end
+            if finished.all():
+                break
+            ids = torch.cat([ids, next_token[:, None]], dim=1)
+            mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+            positions = torch.cat([positions, positions[:, :, -1:] + 1], dim=2)
+        return answers, kept
+
+    def export(self, directory: str) -> None:
+        """Write the selector weights and config: all that load_selector needs besides the backbone."""
+        from safetensors.torch import save_file
+
+        os.makedirs(directory, exist_ok=True)
+        state = {name: tensor.detach().cpu().contiguous() for name, tensor in self.selector.state_dict().items()}
+        save_file(state, os.path.join(directory, SELECTOR_WEIGHTS))
+        with open(os.path.join(directory, SELECTOR_CONFIG), "w") as handle:
+            json.dump(asdict(self.selector.config), handle, indent=2)
+
+
+def load_selector(directory: str, base_model: str | None = None, weights_path: str | None = None,
+                  dtype: torch.dtype = torch.float32) -> ARRCOC:
+    """Load a backbone plus an exported selector for evaluation or inference.
+
+    `directory` is what `ARRCOC.export` wrote (local or gs://). `base_model`
+    overrides the backbone recorded at export time (e.g. a local copy of it);
+    `weights_path` gives the tiny backbone its weights.
+
+        model = load_selector("gs://bucket/run/model")
+        answers, kept = model.generate(batch)
+    """
+    from safetensors.torch import load_file
+
+    from ARR_COC.backbone import localize
+
+    local = localize(directory)
+    with open(os.path.join(local, SELECTOR_CONFIG)) as handle:
+        raw = json.load(handle)
+    raw["texture_channels"] = tuple(raw["texture_channels"])
+    if raw["texture_channels"] != CHANNELS:
+        raise ValueError(f"selector was trained on texture channels {raw['texture_channels']}, this code has {CHANNELS}")
+    config = SelectorConfig(**raw)
+    backbone = load_backbone(base_model or config.base_model, config.image_size, weights_path, dtype)
+    model = ARRCOC(backbone, config)
+    model.selector.load_state_dict(load_file(os.path.join(local, SELECTOR_WEIGHTS)))
+    return model.eval()
+
+
+def build_model(backbone: Backbone, num_visual_tokens: int, image_size: int, seed: int = 0) -> ARRCOC:
+    """A fresh selector (seeded) around a loaded backbone."""
+    torch.manual_seed(seed)
+    hidden = backbone.text_hidden_size
+    config = SelectorConfig(num_visual_tokens, hidden, hidden, image_size, backbone.name)
+    return ARRCOC(backbone, config)

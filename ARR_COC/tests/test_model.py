@@ -1,0 +1,98 @@
+"""ARRCOC on the random tiny Qwen3-VL: gradient flow, shapes, K, positions, stock equivalence."""
+
+import pytest
+import torch
+
+from ARR_COC.integration import ARRCOC, build_model, load_selector
+from ARR_COC.tests.conftest import IMAGE_SIZE
+
+K = 5
+N = (IMAGE_SIZE // 32) ** 2
+
+
+@pytest.fixture()
+def model(tiny_backbone) -> ARRCOC:
+    return build_model(tiny_backbone, K, IMAGE_SIZE, seed=0)
+
+
+def test_every_trainable_parameter_gets_a_gradient_and_the_backbone_none(model, tiny_batch):
+    model.train()
+    model(tiny_batch, "train")["loss"].backward()
+    trainable = dict(model.selector.named_parameters())
+    assert trainable and all(p.requires_grad for p in trainable.values())
+    no_signal = [name for name, p in trainable.items() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert no_signal == []
+    backbone = list(model.language_vision_model.parameters())
+    assert all(not p.requires_grad and p.grad is None for p in backbone)
+
+
+@pytest.mark.parametrize("mode, visual_tokens", [("train", N), ("select", K), ("random", K), ("all", N)])
+def test_shapes_and_budget(model, tiny_batch, mode, visual_tokens):
+    output = model(tiny_batch, mode, torch.Generator().manual_seed(0))
+    ids = output["inputs"]["input_ids"]
+    image_pads = (ids == model.template.image_pad).sum(dim=1)
+    assert image_pads.tolist() == [visual_tokens] * 3
+    assert output["logits"].shape == (*ids.shape, model.language_vision_model.config.text_config.vocab_size)
+    assert output["scores"].shape == (3, N)
+    assert output["kept"].shape == (3, K if mode != "all" else N)
+    assert torch.isfinite(output["loss"])
+
+
+def test_select_mode_keeps_the_top_scored_tokens_at_their_true_positions(model, tiny_batch):
+    output = model(tiny_batch, "select")
+    kept = output["kept"]
+    assert torch.equal(kept, output["scores"].topk(K, dim=1).indices.sort(dim=1).values)
+    ids, positions = output["inputs"]["input_ids"], output["inputs"]["position_ids"]
+    width = output["grid"][1]
+    for row in range(ids.shape[0]):
+        image = (ids[row] == model.template.image_pad).nonzero().flatten()
+        start = int(image[0]) - 0  # the image block starts right after the prompt prefix
+        expected = torch.stack([torch.full((K,), start), start + kept[row] // width, start + kept[row] % width])
+        assert torch.equal(positions[:, row, image], expected)
+
+
+def test_all_tokens_equal_the_stock_qwen3vl_forward(model, tiny_batch):
+    output = model(tiny_batch, "all")
+    inputs = output["inputs"]
+    token_types = (inputs["input_ids"] == model.template.image_pad).int()
+    stock = model.language_vision_model(
+        input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
+        pixel_values=tiny_batch["pixel_values"], image_grid_thw=tiny_batch["image_grid_thw"],
+        mm_token_type_ids=token_types, use_cache=False)
+    rope, _ = model.language_vision_model.model.get_rope_index(
+        inputs["input_ids"], token_types, tiny_batch["image_grid_thw"], attention_mask=inputs["attention_mask"])
+    assert torch.equal(rope, inputs["position_ids"])
+    assert (stock.logits - output["logits"]).abs().max() < 1e-5
+
+
+def test_train_mode_zeroes_the_unkept_tokens(model, tiny_batch):
+    features = model.encode_images(tiny_batch["pixel_values"], tiny_batch["image_grid_thw"])
+    scores = model.scores(tiny_batch, features)
+    kept, scale = model.kept_tokens(scores, "train")
+    rows = model.encoder_outputs(features, kept, scale)["image"]
+    nonzero = torch.stack([(r.abs().sum(-1) > 0) for r in rows.pooler_output])
+    assert nonzero.sum(dim=1).tolist() == [K] * 3
+    deepstack_nonzero = torch.stack([(r.abs().sum(-1) > 0) for r in rows.deepstack_features[0]])
+    assert torch.equal(nonzero, deepstack_nonzero)
+
+
+def test_generate_answers_with_k_tokens(model, tiny_batch):
+    answers, kept = model.generate(tiny_batch, max_new_tokens=3)
+    assert len(answers) == 3 and all(len(a) <= 3 for a in answers)
+    assert kept.shape == (3, K)
+
+
+def test_export_then_load_gives_the_same_scores(model, tiny_batch, tmp_path):
+    with torch.no_grad():
+        for parameter in model.selector.parameters():
+            parameter.add_(0.01 * torch.randn_like(parameter))
+    model.export(str(tmp_path))
+    loaded = load_selector(str(tmp_path))
+    features = model.encode_images(tiny_batch["pixel_values"], tiny_batch["image_grid_thw"])
+    assert torch.allclose(model.scores(tiny_batch, features), loaded.scores(tiny_batch, features))
+    assert loaded.num_visual_tokens == K
+
+
+def test_unknown_mode_is_refused(model, tiny_batch):
+    with pytest.raises(ValueError, match="not one of"):
+        model(tiny_batch, "everything")
