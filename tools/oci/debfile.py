@@ -130,7 +130,7 @@ def data_entries(path: str) -> Iterator[DebEntry]:
     with open(path, "rb") as f, open_member_tar(f, "data.tar") as tar:
         for info in tar:
             name = _strip(info.name).rstrip("/")
-            if not name:
+            if name in ("", "."):
                 continue
             kind = _kind(info)
             data = tar.extractfile(info).read() if kind == "file" else None

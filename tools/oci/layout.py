@@ -158,7 +158,7 @@ def exclusion_reason(path: str, head: bytes | None = None) -> str | None:
     if name.endswith((".pyc", ".pyo")):
         if head is None or not is_deterministic_pyc(head):
             return "bytecode that is not unchecked-hash"
-    elif "__pycache__" in parts:
+    elif "__pycache__" in parts[:-1]:
         return "__pycache__ content that is not bytecode"
     return None
 
