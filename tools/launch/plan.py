@@ -1,0 +1,123 @@
+"""The launch plan: everything the launcher will do, decided before it does anything.
+
+`--dry-run` prints this plan; push and submit only read it (ARCHITECTURE.md
+decision 6), so what is shown is what happens.
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+
+from tools.launch import candidates as C
+from tools.launch import endpoints, gitinfo, image
+from tools.launch import tables as T
+
+
+class PlanError(ValueError):
+    """No plan can be made; the message lists what was considered."""
+
+
+def default_run_name(now: datetime.datetime) -> str:
+    return "arr-coc-" + now.strftime("%Y%m%d-%H%M%S")
+
+
+_RUN_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
+
+
+def check_run_name(name: str) -> str:
+    """Run names go into gs:// paths, display names and label values: keep them label-safe."""
+    if not _RUN_NAME_RE.match(name):
+        raise PlanError(
+            f"run name {name!r}: use 1-63 lowercase letters, digits or dashes, starting with a letter"
+        )
+    return name
+
+
+def registry_url(cfg: dict, region: str) -> str:
+    """--registry, or the chosen region's Artifact Registry repository."""
+    if cfg["registry"]:
+        return cfg["registry"]
+    return f"https://{region}-docker.pkg.dev/{cfg['project']}/{cfg['repository']}"
+
+
+def ranked_candidates(cfg: dict, quotas: dict | None, tables: T.Tables) -> list[C.Candidate]:
+    cands = C.build_candidates(
+        tables, cfg["gpu_preference"], cfg["count"], cfg["scheduling"], cfg["regions"] or None, quotas
+    )
+    return C.rank(cands, cfg["gpu_preference"], tables)
+
+
+def make(
+    cfg: dict,
+    layout_dir: str,
+    digest_file: str,
+    quotas: dict | None,
+    tables: T.Tables | None = None,
+    now: datetime.datetime | None = None,
+    git: tuple[str, bool] | None = None,
+) -> dict:
+    """The plan as a JSON-ready dict (pure given its inputs; quota is fetched by the caller)."""
+    tables = tables or T.default_tables()
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    if not cfg["project"]:
+        raise PlanError("no project: pass --project ID or set project in launch.toml")
+    digest = image.read_digest(digest_file)
+    image.check_layout(layout_dir, digest)
+    ranked = ranked_candidates(cfg, quotas, tables)
+    kept = [c for c in ranked if c.kept]
+    if not kept:
+        raise PlanError(
+            "no quota anywhere for "
+            f"{cfg['count']} x {'/'.join(cfg['gpu_preference'])} ({cfg['scheduling']}); considered: "
+            + "; ".join(f"{c.gpu} {c.region}: {c.why}" for c in ranked)
+        )
+    best = kept[0]
+    reg = endpoints.parse_registry(registry_url(cfg, best.region))
+    repository = reg.repository(cfg["image_name"])
+    run_name = check_run_name(cfg["run_name"] or default_run_name(now))
+    bucket = cfg["bucket"] or f"{cfg['project']}-arr-coc"
+    commit, dirty = git if git is not None else gitinfo.commit_and_dirty()
+    return {
+        "image": image.reference(reg.host, repository, digest),
+        "digest": digest,
+        "tag": image.short_tag(digest),
+        "registry": reg.base,
+        "repository": repository,
+        "layout_dir": layout_dir,
+        "project": cfg["project"],
+        "region": best.region,
+        "gpu": best.gpu,
+        "machine_type": best.machine_type,
+        "accelerator_type": best.accelerator_type,
+        "accelerator_count": best.accelerator_count,
+        "scheduling": best.scheduling,
+        "price_per_hour": best.price_per_hour,
+        "price_date": tables.price_date,
+        "currency": tables.currency,
+        "quota_checked": quotas is not None,
+        "run_name": run_name,
+        "bucket": bucket,
+        "base_output_dir": f"gs://{bucket}/{run_name}",
+        "service_account": cfg["service_account"] or None,
+        "timeout_s": cfg["timeout_s"],
+        "max_wait_s": cfg["max_wait_s"],
+        "env": dict(cfg["env"]),
+        "git_commit": commit,
+        "git_dirty": dirty,
+        "candidates": [c.as_json() for c in ranked],
+    }
+
+
+def candidates_from_plan(plan: dict) -> list[C.Candidate]:
+    """The kept candidates in failover order, rebuilt from the plan (submit reads only the plan)."""
+    out = []
+    for d in plan["candidates"]:
+        if d["kept"]:
+            out.append(C.Candidate(
+                gpu=d["gpu"], accelerator_type=d["accelerator_type"],
+                accelerator_count=d["accelerator_count"], machine_type=d["machine_type"],
+                region=d["region"], scheduling=d["scheduling"], quota_metric=d["quota_metric"],
+                price_per_hour=d["price_per_hour"], quota=d["quota"], kept=True, why=d["why"],
+            ))
+    return out
