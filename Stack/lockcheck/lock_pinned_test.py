@@ -4,11 +4,12 @@ pip installs exactly what the lock names only if nothing is left to resolve:
 an unpinned or hash-less line would let the image and the tests drift apart.
 """
 
+import os
 import re
 
 import pytest
 
-_REQUIREMENT = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)==(?P<version>[^\s;\\]+)")
+_REQUIREMENT = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[A-Za-z0-9,._-]*\])?==(?P<version>[^\s;\\]+)")
 _HASH = re.compile(r"--hash=sha256:[0-9a-f]{64}\b")
 
 
@@ -32,8 +33,8 @@ def parse_lock(text):
 
 
 @pytest.fixture(scope="module")
-def lock(request):
-    with open(request.config.getoption("--lock")) as f:
+def lock():
+    with open(os.environ["LOCK_FILE"]) as f:
         return parse_lock(f.read())
 
 
