@@ -6,11 +6,12 @@ to reach, and a snapshot archive can be swapped in when the main mirror has
 dropped a superseded version.
 
 A mirror map is {archive: base URL}, where the archive is the last path
-component of the URI ("debian", "debian-security"). An archive the config
-does not name is derived from another one by replacing that component, which
-is how deb.debian.org and snapshot.debian.org lay out their archives.
+debian* component of the URI ("debian", "debian-security"). An archive the
+config does not name is derived from another one by replacing that component,
+which is how deb.debian.org and snapshot.debian.org lay out their archives
+(.../archive/debian/<time> and .../archive/debian-security/<time>).
 
-    python3 tools/oci/apt_sources.py [--setting "$ARR_DEBIAN_MIRROR"] [--etc /etc/apt]
+    python3 tools/oci/apt_sources.py [--setting "$ARR_DEBIAN_MIRROR"] [--etc /etc/apt] [--archive NAME ...]
 prints the map as JSON (used by the Bazel repository rule).
 """
 
@@ -92,7 +93,22 @@ def host_sources(etc: str = "/etc/apt") -> list[tuple[str, str]]:
 
 
 def archive_name(uri: str) -> str:
-    return uri.rstrip("/").rsplit("/", 1)[-1]
+    """'http://m/debian-security' -> 'debian-security'; a snapshot URL
+    '.../archive/debian/20250520T000000Z' -> 'debian' (last debian* component)."""
+    parts = uri.split("://", 1)[-1].rstrip("/").split("/")[1:]
+    named = [p for p in parts if p.startswith("debian")]
+    return named[-1] if named else (parts[-1] if parts else "")
+
+
+def _replace_component(url: str, old: str, new: str) -> str | None:
+    """Swap the last path component equal to `old` for `new`."""
+    scheme, _, rest = url.partition("://")
+    parts = rest.split("/")
+    for i in range(len(parts) - 1, 0, -1):
+        if parts[i] == old:
+            parts[i] = new
+            return scheme + "://" + "/".join(parts)
+    return None
 
 
 def mirror_map(sources: list[tuple[str, str]]) -> dict[str, str]:
@@ -112,7 +128,7 @@ def parse_setting(setting: str) -> dict[str, str]:
             name, url = word.split("=", 1)
             out[name] = url.rstrip("/")
         else:
-            out[archive_name(word)] = word.rstrip("/")
+            out[archive_name(word) or "debian"] = word.rstrip("/")
     return out
 
 
@@ -121,8 +137,9 @@ def resolve(archive: str, mirrors: dict[str, str]) -> str:
     if archive in mirrors:
         return mirrors[archive]
     for name, url in sorted(mirrors.items()):
-        if url.endswith("/" + name):
-            return url[: -len(name)] + archive
+        derived = _replace_component(url, name, archive)
+        if derived:
+            return derived
     raise LookupError(f"no mirror for Debian archive {archive!r}; set {ENV_VAR}")
 
 
@@ -142,8 +159,13 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--setting", default=None)
     parser.add_argument("--etc", default="/etc/apt")
+    parser.add_argument("--archive", action="append", default=[],
+                        help="print the resolved URL of these archives only")
     args = parser.parse_args(argv)
-    json.dump(mirrors(args.setting, args.etc), sys.stdout, sort_keys=True)
+    found = mirrors(args.setting, args.etc)
+    if args.archive:
+        found = {a: resolve(a, found) for a in args.archive}
+    json.dump(found, sys.stdout, sort_keys=True)
     sys.stdout.write("\n")
     return 0
 

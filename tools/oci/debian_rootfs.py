@@ -122,6 +122,9 @@ class Rootfs:
                     self.entries[entry.path] = entry
                     self.implicit.discard(entry.path)
                 return
+            if entry.path in self.implicit or (old.kind == DIR) != (entry.kind == DIR):
+                raise LayerError(f"{entry.path} is a {entry.kind} ({owner}) and a directory with "
+                                 f"entries below it ({self.owner[entry.path]})")
             if (old.kind, old.data, old.target) != (entry.kind, entry.data, entry.target):
                 raise LayerError(f"{entry.path} shipped twice ({self.owner[entry.path]}, {owner})")
             return
