@@ -176,11 +176,17 @@ def _runfiles_line(file):
     return "%s\t%s" % (rpath, file.path)
 
 def _empty_line(path):
-    rpath = path[3:] if path.startswith("../") else "_main/" + path
-    return "%s\t" % rpath
+    """Bazel's generated empty `__init__.py` files: only first-party ones are
+    wanted (in a wheel repo they would make site-packages itself a package)."""
+    if path.startswith("../"):
+        return None
+    return "_main/%s\t" % path
 
 def _py_image_layers_impl(ctx):
     runfiles = ctx.attr.binary[DefaultInfo].default_runfiles
+    # The py_binary's launcher stub names the build host's interpreter: the
+    # image runs its sources with its own Python instead.
+    launcher = ctx.attr.binary[DefaultInfo].files_to_run.executable
     manifest = ctx.actions.declare_file(ctx.label.name + "/runfiles.manifest")
     lines = ctx.actions.args()
     lines.set_param_file_format("multiline")
@@ -201,6 +207,7 @@ def _py_image_layers_impl(ctx):
         args.add("--hub", ctx.attr.hub)
         args.add("--out", blob)
         args.add("--listing", listing)
+        args.add("--drop", "_main/" + launcher.short_path)
         if ctx.attr.pyc:
             args.add("--pyc")
         ctx.actions.run(

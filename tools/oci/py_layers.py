@@ -78,6 +78,8 @@ def place(runfiles_path: str, hub: str = "pypi") -> Placement | None:
         group = next(g for prefix, g in APP_GROUPS if rel.startswith(prefix))
         return Placement(group, f"{APP_DIR}/{rel}")
     group = 2 if HEAVY_WHEELS.match(wheel_name(repo, hub)) else 3
+    if rest == ["site-packages", "__init__.py"]:
+        return None  # would make dist-packages itself a package
     if rest[0] == "site-packages" and len(rest) > 1:
         return Placement(group, f"{DIST_PACKAGES}/{'/'.join(rest[1:])}")
     if rest[0] == "bin" and len(rest) == 2 and is_wheel_repo(repo, hub):
@@ -160,9 +162,11 @@ def main(argv=None) -> int:
     parser.add_argument("--hub", default="pypi", help="pip.parse hub name (repo prefix)")
     parser.add_argument("--pyc", action="store_true", help="add deterministic .pyc")
     parser.add_argument("--listing", help="also write the sorted path listing here")
+    parser.add_argument("--drop", action="append", default=[], help="runfiles path not to ship")
     args = parser.parse_args(argv)
     started = time.monotonic()
-    entries, _dropped = group_entries(read_manifest(args.manifest), args.group, args.hub)
+    pairs = [(r, p) for r, p in read_manifest(args.manifest) if r not in set(args.drop)]
+    entries, _dropped = group_entries(pairs, args.group, args.hub)
     if args.pyc:
         entries = with_pyc(entries)
     info = layout.write_layer(entries, args.out)

@@ -26,6 +26,7 @@ DP = py_layers.DIST_PACKAGES
     ("_main/ARR_COC/Training/configs/vertex.toml", Placement(5, "app/ARR_COC/Training/configs/vertex.toml")),
     ("_main/tools/oci/layout.py", Placement(4, "app/tools/oci/layout.py")),
     ("pypi_numpy/BUILD.bazel", None),
+    ("pypi_numpy/site-packages/__init__.py", None),
     ("python311/bin/python3", None),
     ("rules_python~0.22.1/python/runfiles/runfiles.py", None),
     ("_main", None),

@@ -1,0 +1,133 @@
+"""Rule-level tests of oci_image / py_image_layers / oci_layer on the small
+image: determinism, digest file, layer hashes, golden listing, forbidden
+files, base inheritance. Data sit next to this file in the runfiles."""
+
+import gzip
+import hashlib
+import json
+import os
+import tarfile
+
+import pytest
+
+from tools.oci import layout
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _path(*parts):
+    return os.path.join(HERE, *parts)
+
+
+def _blob(image, digest):
+    return _path(image, "blobs", "sha256", digest.split(":", 1)[1])
+
+
+def _manifest(image):
+    with open(_path(image, "index.json")) as f:
+        digest = json.load(f)["manifests"][0]["digest"]
+    with open(_blob(image, digest), "rb") as f:
+        return digest, json.load(f)
+
+
+def _config(image):
+    _, manifest = _manifest(image)
+    with open(_blob(image, manifest["config"]["digest"])) as f:
+        return json.load(f)
+
+
+def _layer_names(image):
+    _, manifest = _manifest(image)
+    for desc in manifest["layers"]:
+        with tarfile.open(_blob(image, desc["digest"])) as tar:
+            yield desc["digest"], tar.getnames()
+
+
+def _tree(image):
+    out = {}
+    for root, _, files in os.walk(_path(image)):
+        for name in files:
+            full = os.path.join(root, name)
+            with open(full, "rb") as f:
+                out[os.path.relpath(full, _path(image))] = hashlib.sha256(f.read()).hexdigest()
+    return out
+
+
+def test_same_inputs_same_image():
+    assert _tree("small") == _tree("small_again")
+    with open(_path("small.digest")) as a, open(_path("small_again.digest")) as b:
+        assert a.read() == b.read()
+
+
+def test_digest_file_is_the_manifest_digest():
+    with open(_path("small.digest")) as f:
+        text = f.read()
+    digest, _ = _manifest("small")
+    assert text == digest + "\n"
+    with open(_blob("small", digest), "rb") as f:
+        assert "sha256:" + hashlib.sha256(f.read()).hexdigest() == digest
+
+
+def test_layer_digests_and_diff_ids_match_bytes():
+    _, manifest = _manifest("small")
+    diff_ids = _config("small")["rootfs"]["diff_ids"]
+    assert len(manifest["layers"]) == len(diff_ids) == 5  # files + groups 2-5
+    for desc, diff_id in zip(manifest["layers"], diff_ids):
+        with open(_blob("small", desc["digest"]), "rb") as f:
+            data = f.read()
+        assert "sha256:" + hashlib.sha256(data).hexdigest() == desc["digest"]
+        assert len(data) == desc["size"]
+        assert "sha256:" + hashlib.sha256(gzip.decompress(data)).hexdigest() == diff_id
+
+
+def test_config_settings():
+    config = _config("small")["config"]
+    assert config["Entrypoint"] == ["/usr/bin/python3"]
+    assert config["WorkingDir"] == "/app" and config["User"] == "65532"
+    assert config["Env"] == ["LANG=C.UTF-8", "PYTHONUNBUFFERED=1"]
+
+
+def test_golden_app_listing():
+    with open(_path("golden", "4_app.txt")) as f:
+        golden = f.read()
+    with open(_path("hello_layers", "4_app.txt")) as f:
+        assert f.read() == golden
+
+
+@pytest.mark.parametrize("group", ["2_torch", "5_training"])
+def test_groups_without_files_are_empty(group):
+    with open(_path("hello_layers", f"{group}.txt")) as f:
+        assert f.read() == ""
+
+
+def test_third_party_group_has_the_wheel_in_dist_packages():
+    with open(_path("hello_layers", "3_third_party.txt")) as f:
+        names = f.read().split()
+    assert "usr/lib/python3/dist-packages/zlib_ng/__init__.py" in names
+    assert all(n.startswith("usr/") for n in names)
+
+
+def test_no_forbidden_files_in_any_layer():
+    for digest, names in _layer_names("small"):
+        for name in names:
+            assert name.split("/")[0] not in layout.LATER_LAYER_REFUSED_TOP, (digest, name)
+            assert ".git" not in name.split("/"), name
+            if "__pycache__" in name.split("/") and name.endswith(".pyc"):
+                with tarfile.open(_blob("small", digest)) as tar:
+                    head = tar.extractfile(name).read(16)
+                assert layout.is_deterministic_pyc(head), name
+
+
+def test_child_reuses_base_layers_and_inherits_settings():
+    _, base = _manifest("small")
+    _, child = _manifest("small_child")
+    assert child["layers"][: len(base["layers"])] == base["layers"]
+    assert len(child["layers"]) == len(base["layers"]) + 1
+    config = _config("small_child")["config"]
+    assert config["WorkingDir"] == "/app" and "CHILD=1" in config["Env"]
+
+
+def test_single_file_archive_holds_the_layout():
+    with tarfile.open(_path("small.tar")) as tar:
+        names = set(tar.getnames())
+    assert set(_tree("small")) <= names
