@@ -158,27 +158,33 @@ class Scope(enum.Enum):
     QUOTA_REGION = "quota_region"
     QUOTA_GLOBAL = "quota_global"
     CAPACITY = "capacity"
+    UNCLEAR = "unclear"  # the job may or may not exist: look it up before retrying
     FATAL = "fatal"
 
 
 _QUOTA = re.compile(r"quota", re.I)
 _GLOBAL = re.compile(r"\bglobal\b|all[_ ]regions", re.I)
-_RETRYABLE_CODES = ("RESOURCE_EXHAUSTED", "UNAVAILABLE", "429", "503")
+_CAPACITY = re.compile(
+    r"resources? (are |is )?(insufficient|exhausted|unavailable)|not enough resources|"
+    r"stockout|capacity", re.I)
+_UNCLEAR_CODES = ("UNAVAILABLE", "INTERNAL", "UNKNOWN", "DEADLINE_EXCEEDED", "TRANSPORT")
 
 
 def classify_error(code: str, message: str) -> Scope:
     """Maps a Vertex error (status name + message) to the scope it blocks.
 
-    Only RESOURCE_EXHAUSTED / UNAVAILABLE move on to another candidate: a quota
-    message blocks its region (or all regions when the quota is global), any
-    other exhaustion is a stockout of that one candidate. Everything else is
-    the user's to fix and stops failover.
+    RESOURCE_EXHAUSTED moves on: a quota message blocks its region (all
+    regions when the quota is global), anything else is a stockout of that
+    candidate. Server-side or transport failures are UNCLEAR: the job may
+    have been created. Everything else is the user's to fix and stops failover.
     """
-    if code not in _RETRYABLE_CODES:
-        return Scope.FATAL
-    if _QUOTA.search(message):
-        return Scope.QUOTA_GLOBAL if _GLOBAL.search(message) else Scope.QUOTA_REGION
-    return Scope.CAPACITY
+    if code == "RESOURCE_EXHAUSTED":
+        if _QUOTA.search(message):
+            return Scope.QUOTA_GLOBAL if _GLOBAL.search(message) else Scope.QUOTA_REGION
+        return Scope.CAPACITY
+    if code in _UNCLEAR_CODES:
+        return Scope.CAPACITY if _CAPACITY.search(message) else Scope.UNCLEAR
+    return Scope.FATAL
 
 
 @dataclasses.dataclass

@@ -92,6 +92,9 @@ def test_region_without_the_gpu():
         ("RESOURCE_EXHAUSTED", "global quota exceeded", C.Scope.QUOTA_GLOBAL),
         ("RESOURCE_EXHAUSTED", "The zone does not have enough resources available", C.Scope.CAPACITY),
         ("UNAVAILABLE", "resources are insufficient in region", C.Scope.CAPACITY),
+        ("UNAVAILABLE", "backend went away", C.Scope.UNCLEAR),
+        ("INTERNAL", "internal error", C.Scope.UNCLEAR),
+        ("TRANSPORT", "connection reset", C.Scope.UNCLEAR),
         ("INVALID_ARGUMENT", "machine type g2-standard-4 does not support NVIDIA_TESLA_T4", C.Scope.FATAL),
         ("PERMISSION_DENIED", "quota project not set", C.Scope.FATAL),
     ],
@@ -115,8 +118,9 @@ def _cand(gpu, region, machine="m", scheduling="SPOT", metric=None):
         # capacity: only that candidate
         (_cand("L4", "r1"), C.Scope.CAPACITY,
          [_cand("L4", "r1")], [_cand("L4", "r2"), _cand("L4", "r1", machine="bigger")]),
-        # fatal errors block nothing (the launch stops instead)
+        # fatal and unclear errors block nothing (stop, or look up and retry)
         (_cand("L4", "r1"), C.Scope.FATAL, [], [_cand("L4", "r1")]),
+        (_cand("L4", "r1"), C.Scope.UNCLEAR, [], [_cand("L4", "r1")]),
     ],
 )
 def test_blocklist_by_scope(failed, scope, blocked, free):

@@ -1,0 +1,17 @@
+"""The errors the CLI reports as a one-line message (exit 2) instead of a traceback."""
+
+from __future__ import annotations
+
+import sys
+
+
+def USER_ERRORS() -> tuple:
+    """Each module's own error class; Google API errors only if that SDK was loaded."""
+    from tools.launch import config, endpoints, image, plan, quota, registry, tables, vertex
+
+    errs = [config.ConfigError, endpoints.EndpointError, image.ImageError, plan.PlanError,
+            quota.QuotaError, registry.RegistryError, tables.TableError, vertex.SubmitError]
+    api = sys.modules.get("google.api_core.exceptions")
+    if api is not None:
+        errs.append(api.GoogleAPICallError)
+    return tuple(errs)
