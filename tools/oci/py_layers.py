@@ -127,8 +127,27 @@ def group_entries(pairs, group: int, hub: str = "pypi") -> tuple[list[Entry], li
                 entries.append(Entry.file(where.dest, data=rewrite_shebang(f.read()), mode=0o755))
         else:
             entries.append(Entry.file(where.dest, source=real))
-    kept, excluded = layout.filter_entries(entries)
+    kept, excluded = layout.filter_entries(dedupe_identical(entries))
     return kept, dropped + excluded
+
+
+def _content(entry: Entry) -> bytes:
+    if entry.data is not None:
+        return entry.data
+    with open(entry.source, "rb") as f:
+        return f.read()
+
+
+def dedupe_identical(entries: list[Entry]) -> list[Entry]:
+    """Several wheel repos ship the same namespace `__init__.py` (rules_python
+    writes a pkgutil-style one into each: cuda/, nvidia/, google/); keep one
+    copy when the bytes agree, refuse when they differ."""
+    by_path: dict[str, Entry] = {}
+    for entry in entries:
+        first = by_path.setdefault(entry.path, entry)
+        if first is not entry and _content(first) != _content(entry):
+            raise layout.LayerError(f"{entry.path}: shipped by two wheels with different content")
+    return list(by_path.values())
 
 
 def with_pyc(entries: list[Entry]) -> list[Entry]:

@@ -129,3 +129,16 @@ def test_editing_app_code_changes_only_its_layer(tmp_path):
     after = {g: layout.write_layer(py_layers.group_entries(pairs, g)[0], tmp_path / f"b{g}.tar.gz").diff_id
              for g in (2, 3, 4, 5)}
     assert [g for g in before if before[g] != after[g]] == [4]
+
+
+def test_identical_namespace_inits_are_merged_different_ones_refused(tmp_path):
+    a, b, c = (tmp_path / n for n in "abc")
+    a.write_bytes(b"__path__ = __import__('pkgutil').extend_path(__path__, __name__)\n")
+    b.write_bytes(a.read_bytes())
+    c.write_bytes(b"other\n")
+    pairs = [("pypi_cuda_bindings/site-packages/cuda/__init__.py", str(a)),
+             ("pypi_cuda_pathfinder/site-packages/cuda/__init__.py", str(b))]
+    entries, _ = py_layers.group_entries(pairs, 2)
+    assert [e.path for e in entries] == [f"{DP}/cuda/__init__.py"]
+    with pytest.raises(layout.LayerError, match="different content"):
+        py_layers.group_entries(pairs + [("pypi_cuda_x/site-packages/cuda/__init__.py", str(c))], 2)
