@@ -232,7 +232,9 @@ def test_no_credentials_for_a_real_endpoint(tmp_path, image, registry):
     """
     layout, _ = image
     env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "NO_GCE_CHECK": "true",
-           "CLOUDSDK_CONFIG": str(tmp_path / "gcloud"), "PYTHONPATH": ROOT,
+           "CLOUDSDK_CONFIG": str(tmp_path / "gcloud"),
+           # under Bazel the SDKs come from sys.path entries, not site-packages
+           "PYTHONPATH": os.pathsep.join([ROOT, *sys.path]),
            "ARR_LAUNCH_STATE": str(tmp_path / "s.json")}
     proc = subprocess.run(
         [sys.executable, "-m", "tools.launch.cli", "--project", "proj", "--registry", registry.url,
