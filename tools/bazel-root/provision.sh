@@ -123,6 +123,8 @@ cp -r "$here/stub_modules" "$partial/opt/arr-bazel-stubs"
   done
   echo "# Machine-specific caches stay here, not in the project's .bazelrc."
   echo "common --disk_cache=$(dirname "$final_dir")/disk_cache"
+  echo "common --experimental_disk_cache_gc_max_size=${ARR_BAZEL_DISK_CACHE_MAX:-20G}"
+  echo "common --experimental_disk_cache_gc_max_age=14d"
 } >> "$partial/etc/bazel/bazelrc"
 
 step "creating the Python 3.11 venv over $python_prefix"
