@@ -1,0 +1,75 @@
+"""Which layers two builds of an image share: the proof that the digest is a good change key.
+
+    layout_diff.py summary LAYOUT            -> JSON: manifest, config and layer digests, sizes
+    layout_diff.py diff BEFORE.json AFTER.json [--expect-changed N ...]
+
+`summary` is saved before a rebuild (Bazel overwrites the layout in place);
+`diff` prints which layers changed and what share of the image's bytes a
+registry would receive again, and fails when the changed layers are not the
+expected ones (e.g. editing one ARR_COC file must change only its layer).
+"""
+
+import argparse
+import json
+import os
+import sys
+
+if __package__ in (None, ""):
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+from tools.oci.image import read_base
+
+
+def summarize(layout_dir):
+    """Digests and sizes of the one image in an OCI layout."""
+    with open(os.path.join(layout_dir, "index.json")) as f:
+        manifest = json.load(f)["manifests"][0]
+    layers, config = read_base(layout_dir)
+    return {
+        "manifest": manifest["digest"],
+        "config_diff_ids": config["rootfs"]["diff_ids"],
+        "layers": [{"digest": layer.digest, "size": layer.size} for layer in layers],
+    }
+
+
+def compare(before, after):
+    """{changed: [layer indexes], changed_bytes, total_bytes, same_manifest}."""
+    if len(before["layers"]) != len(after["layers"]):
+        raise ValueError("the images have different numbers of layers")
+    changed = [i for i, (b, a) in enumerate(zip(before["layers"], after["layers"])) if b["digest"] != a["digest"]]
+    return {
+        "same_manifest": before["manifest"] == after["manifest"],
+        "changed": changed,
+        "changed_bytes": sum(after["layers"][i]["size"] for i in changed),
+        "total_bytes": sum(layer["size"] for layer in after["layers"]),
+    }
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    summary = sub.add_parser("summary")
+    summary.add_argument("layout")
+    diff = sub.add_parser("diff")
+    diff.add_argument("before")
+    diff.add_argument("after")
+    diff.add_argument("--expect-changed", type=int, action="append",
+                      help="a layer index that must change (repeat); all others must not")
+    args = parser.parse_args(argv)
+    if args.command == "summary":
+        json.dump(summarize(args.layout), sys.stdout, indent=1)
+        print()
+        return 0
+    with open(args.before) as b, open(args.after) as a:
+        result = compare(json.load(b), json.load(a))
+    share = result["changed_bytes"] / result["total_bytes"] if result["total_bytes"] else 0.0
+    print(json.dumps(dict(result, changed_share=round(share, 6))))
+    if args.expect_changed is not None and sorted(args.expect_changed) != result["changed"]:
+        print(f"layout_diff: expected only layers {sorted(args.expect_changed)} to change, "
+              f"but {result['changed']} changed", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
