@@ -23,7 +23,7 @@ from ARR_COC.backbone import build_tiny_model, load_backbone
 from ARR_COC.preprocess import collate
 from ARR_COC.Training.synthetic import SyntheticVQA
 
-IMAGE_SIZE = 192          # 6 x 6 = 36 merged visual tokens
+IMAGE_SIZE = 128          # 4 x 4 = 16 merged visual tokens
 SEED = 1234
 DATA_SEED = 99            # pretraining images differ from the selector's training set (seed 0)
 
@@ -43,7 +43,7 @@ def pretrain(steps: int, batch_size: int, learning_rate: float, log=print) -> to
     torch.manual_seed(SEED)
     backbone = load_backbone("tiny", IMAGE_SIZE, seed=SEED)
     model = build_tiny_model(seed=SEED).train()
-    dataset = SyntheticVQA(steps * batch_size, DATA_SEED, IMAGE_SIZE, backbone.cell_pixels)
+    dataset = SyntheticVQA(steps * batch_size, DATA_SEED, IMAGE_SIZE, backbone.cell_pixels, warmup=True)
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.01)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, learning_rate, total_steps=steps, pct_start=0.1)
     started = time.time()
@@ -64,7 +64,7 @@ def pretrain(steps: int, batch_size: int, learning_rate: float, log=print) -> to
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", required=True, help="safetensors file to write")
-    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--steps", type=int, default=800)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--learning-rate", type=float, default=3e-3)
     parser.add_argument("--threads", type=int, default=2)

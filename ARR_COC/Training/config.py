@@ -1,0 +1,164 @@
+"""One training config: defaults, then a TOML file, then environment variables, then flags.
+
+The environment variables are the ones the original trainer read (BASE_MODEL,
+NUM_VISUAL_TOKENS, ...), so existing jobs keep working. Every value is
+validated against a table; a bad one stops the run with an error that names
+the key and what it may be. Relative paths resolve against the caller's
+directory (BUILD_WORKING_DIRECTORY under `bazel run`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+
+SMOKE_TOML = """
+# Embedded smoke config: tiny backbone (pretrained weights when ARR_COC_TINY_BACKBONE
+# points at them), synthetic data, CPU, a couple of minutes.
+base_model = "tiny"
+dataset = "synthetic"
+image_size = 128
+num_visual_tokens = 4
+synthetic_train_size = 2048
+synthetic_eval_size = 128
+batch_size = 16
+gradient_accumulation_steps = 2
+learning_rate = 3e-3
+warmup_ratio = 0.1
+max_steps = 60
+save_every_n_steps = 20
+eval_every_n_steps = 30
+output_dir = "arr_coc_runs/smoke"
+"""
+
+
+class ConfigError(ValueError):
+    """A config value that cannot be used; the message names the key and the allowed values."""
+
+
+@dataclass
+class TrainConfig:
+    base_model: str = "tiny"
+    tiny_backbone_weights: str = ""
+    dataset: str = "synthetic"
+    dataset_name: str = "HuggingFaceM4/VQAv2"
+    dataset_cache_dir: str = ""
+    train_split: str = "train"
+    eval_split: str = "validation"
+    synthetic_train_size: int = 4096
+    synthetic_eval_size: int = 256
+    image_size: int = 128
+    num_visual_tokens: int = 4
+    max_question_tokens: int = 48
+    max_answer_tokens: int = 8
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.01
+    batch_size: int = 16
+    gradient_accumulation_steps: int = 1
+    num_epochs: int = 1
+    max_steps: int = 0
+    max_train_samples: int = 0
+    max_eval_samples: int = 256
+    warmup_ratio: float = 0.1
+    max_grad_norm: float = 1.0
+    mixed_precision: str = "auto"
+    seed: int = 0
+    output_dir: str = "arr_coc_runs/default"
+    save_every_n_steps: int = 100
+    eval_every_n_steps: int = 0
+    log_every_n_steps: int = 5
+    num_workers: int = 0
+    wandb_project: str = ""
+    wandb_api_key_secret: str = ""
+    hf_token_secret: str = ""
+    extra: dict = field(default_factory=dict, repr=False)
+
+
+ENV_VARS = {
+    "BASE_MODEL": "base_model", "NUM_VISUAL_TOKENS": "num_visual_tokens", "LEARNING_RATE": "learning_rate",
+    "BATCH_SIZE": "batch_size", "GRADIENT_ACCUMULATION_STEPS": "gradient_accumulation_steps",
+    "NUM_EPOCHS": "num_epochs", "MAX_TRAIN_SAMPLES": "max_train_samples", "OUTPUT_DIR": "output_dir",
+    "SEED": "seed", "SAVE_EVERY_N_STEPS": "save_every_n_steps", "ARR_COC_TINY_BACKBONE": "tiny_backbone_weights",
+    "WANDB_PROJECT": "wandb_project", "DATASET_CACHE_DIR": "dataset_cache_dir",
+}
+
+positive = (lambda v: v > 0, "an integer > 0")
+non_negative = (lambda v: v >= 0, "an integer >= 0 (0 = no limit / off)")
+CHECKS = {
+    "dataset": (lambda v: v in ("synthetic", "vqav2"), "one of: synthetic, vqav2"),
+    "mixed_precision": (lambda v: v in ("auto", "no", "bf16", "fp16"), "one of: auto, no, bf16, fp16"),
+    "image_size": (lambda v: v > 0 and v % 32 == 0, "a positive multiple of 32 (patch 16 x merge 2)"),
+    "num_visual_tokens": positive, "batch_size": positive, "gradient_accumulation_steps": positive,
+    "num_epochs": positive, "synthetic_train_size": positive, "synthetic_eval_size": positive,
+    "max_question_tokens": positive, "max_answer_tokens": positive,
+    "max_steps": non_negative, "max_train_samples": non_negative, "max_eval_samples": non_negative,
+    "save_every_n_steps": non_negative, "eval_every_n_steps": non_negative, "log_every_n_steps": positive,
+    "num_workers": non_negative, "seed": (lambda v: v >= 0, "an integer >= 0"),
+    "learning_rate": (lambda v: 0 < v < 1, "a number in (0, 1)"),
+    "weight_decay": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    "warmup_ratio": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    "max_grad_norm": (lambda v: v > 0, "a number > 0"),
+    "base_model": (lambda v: bool(v), "'tiny', a hub name, a local folder or a gs:// folder"),
+    "output_dir": (lambda v: bool(v), "a local folder or a gs:// folder"),
+}
+PATH_KEYS = ("output_dir", "tiny_backbone_weights", "dataset_cache_dir")
+FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(TrainConfig) if f.name != "extra"}
+
+
+def convert(key: str, value, source: str):
+    """Coerce a raw value (TOML, env string or flag string) to the field's type, or name the key."""
+    kind = FIELD_TYPES[key]
+    try:
+        if kind == "int":
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError
+            return int(value)
+        if kind == "float":
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        return str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{source}: {key} = {value!r} is not a valid {kind}; allowed: "
+                          f"{CHECKS.get(key, (None, 'a ' + kind))[1]}") from None
+
+
+def merge(values: dict, updates: dict, source: str) -> None:
+    for key, value in updates.items():
+        if key not in FIELD_TYPES:
+            raise ConfigError(f"{source}: unknown key {key!r}; allowed keys: {', '.join(sorted(FIELD_TYPES))}")
+        values[key] = convert(key, value, source)
+
+
+def validate(config: TrainConfig) -> TrainConfig:
+    for key, (check, allowed) in CHECKS.items():
+        if not check(getattr(config, key)):
+            raise ConfigError(f"{key} = {getattr(config, key)!r} is not allowed; it must be {allowed}")
+    return config
+
+
+def resolve_path(path: str, base: str | None) -> str:
+    """Relative local paths are relative to the caller (BUILD_WORKING_DIRECTORY), not to runfiles."""
+    if not path or "://" in path or os.path.isabs(path) or not base:
+        return path
+    return os.path.normpath(os.path.join(base, path))
+
+
+def load_config(config_path: str | None = None, environ: dict | None = None, overrides: dict | None = None) -> TrainConfig:
+    """Defaults < TOML file (or the embedded smoke config) < environment < flags; then validated."""
+    environ = os.environ if environ is None else environ
+    base = environ.get("BUILD_WORKING_DIRECTORY") or os.getcwd()
+    values: dict = {}
+    if config_path:
+        with open(resolve_path(config_path, base), "rb") as handle:
+            merge(values, tomllib.load(handle), config_path)
+    else:
+        merge(values, tomllib.loads(SMOKE_TOML), "embedded smoke config")
+    merge(values, {ENV_VARS[name]: environ[name] for name in ENV_VARS if environ.get(name)}, "environment")
+    merge(values, {k: v for k, v in (overrides or {}).items() if v is not None}, "flags")
+    config = TrainConfig(**values)
+    for key in PATH_KEYS:
+        setattr(config, key, resolve_path(getattr(config, key), base))
+    return validate(config)

@@ -1,0 +1,241 @@
+"""Train the ARR-COC selector in front of a frozen Qwen3-VL.
+
+    train.py                          # embedded smoke config: tiny backbone, synthetic data, CPU
+    train.py --config configs/vertex.toml --max-steps 1000
+    train.py --set learning_rate=1e-4 --set num_visual_tokens=64
+
+Config order: defaults < TOML (--config, else the embedded smoke config) <
+environment (BASE_MODEL, NUM_VISUAL_TOKENS, ...) < flags. Runs through
+accelerate (real gradient accumulation, bf16 on GPU, clipping, linear warmup
+then linear decay); checkpoints go to AIP_CHECKPOINT_DIR or
+OUTPUT_DIR/checkpoints and are resumed automatically; the selector is
+exported to AIP_MODEL_DIR or OUTPUT_DIR/model. The learning-rate schedule
+spans num_epochs; --max-steps only stops early, so a stopped and resumed run
+follows the same schedule as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import math
+import os
+import sys
+import time
+
+if __package__ in (None, ""):  # run as a script (accelerate launch train.py): make ARR_COC importable
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+import torch
+
+from ARR_COC.backbone import load_backbone
+from ARR_COC.integration import build_model
+from ARR_COC.preprocess import collate
+from ARR_COC.Training import checkpoint, data
+from ARR_COC.Training.config import TrainConfig, load_config
+from ARR_COC.Training.metrics import MetricsLogger, recall_at_k, vqa_accuracy
+from ARR_COC.Training.secret_store import load_secrets
+
+
+def mixed_precision(config: TrainConfig, cuda: bool) -> str:
+    """bf16 on GPU unless told otherwise; never on CPU (slow and not needed for the tiny model)."""
+    if config.mixed_precision == "auto":
+        return "bf16" if cuda else "no"
+    return config.mixed_precision if cuda else "no"
+
+
+def warmup_then_linear(total_steps: int, warmup_ratio: float):
+    warmup = max(1, int(total_steps * warmup_ratio))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+
+    return factor
+
+
+def schedule_length(config: TrainConfig, train_size: int, processes: int) -> int:
+    per_step = config.batch_size * config.gradient_accumulation_steps * processes
+    return max(1, config.num_epochs * math.ceil(train_size / per_step))
+
+
+def checkpoint_root(config: TrainConfig) -> str:
+    return os.environ.get("AIP_CHECKPOINT_DIR") or os.path.join(config.output_dir, "checkpoints")
+
+
+def model_dir(config: TrainConfig) -> str:
+    return os.environ.get("AIP_MODEL_DIR") or os.path.join(config.output_dir, "model")
+
+
+@torch.no_grad()
+def evaluate(model, dataset, config: TrainConfig, device, mode: str = "select", seed: int = 0) -> dict:
+    """VQA accuracy (greedy answers) and, when relevant cells are known, recall@K."""
+    model.eval()
+    batch_collate = functools.partial(collate, backbone=model.backbone, image_size=config.image_size,
+                                      max_question_tokens=config.max_question_tokens,
+                                      max_answer_tokens=config.max_answer_tokens)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=config.batch_size, collate_fn=batch_collate)
+    generator = torch.Generator().manual_seed(seed)
+    scores, recalls, count = 0.0, [], 0
+    for batch in loader:
+        batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+        answers, kept = model.generate(batch, mode, config.max_answer_tokens, generator)
+        texts = model.backbone.tokenizer.batch_decode(answers, skip_special_tokens=True)
+        scores += sum(vqa_accuracy(text, truth) for text, truth in zip(texts, batch["answers"]))
+        count += len(texts)
+        if "relevant" in batch:
+            recalls.append(recall_at_k(kept, batch["relevant"]) * len(texts))
+    model.train()
+    result = {"accuracy": scores / max(count, 1)}
+    if recalls:
+        result["recall_at_k"] = sum(recalls) / count
+    return result
+
+
+def training_state(model, optimizer, scheduler, position: dict) -> dict:
+    return {"selector": {k: v.detach().cpu() for k, v in model.selector.state_dict().items()},
+            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "rng": checkpoint.rng_state(), "position": position}
+
+
+def run(config: TrainConfig, stream=sys.stdout) -> dict:
+    """Train with `config`; returns the final figures (also logged as JSON lines)."""
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+
+    cuda = torch.cuda.is_available()
+    accelerator = Accelerator(gradient_accumulation_steps=config.gradient_accumulation_steps,
+                              mixed_precision=mixed_precision(config, cuda), cpu=not cuda)
+    main_process = accelerator.is_main_process
+    set_seed(config.seed)
+    load_secrets(config)
+    logger = MetricsLogger(main_process, config, stream)
+    dtype = torch.bfloat16 if accelerator.mixed_precision == "bf16" else torch.float32
+    backbone = load_backbone(config.base_model, config.image_size, config.tiny_backbone_weights or None, dtype)
+    model = build_model(backbone, config.num_visual_tokens, config.image_size, config.seed)
+    train_set, eval_set = data.build_datasets(config, backbone.cell_pixels)
+    optimizer = torch.optim.AdamW(model.selector.parameters(), lr=config.learning_rate,
+                                  weight_decay=config.weight_decay)
+    total = schedule_length(config, len(train_set), accelerator.num_processes)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_then_linear(total, config.warmup_ratio))
+    model, optimizer = accelerator.prepare(model, optimizer)
+    plain = accelerator.unwrap_model(model)
+
+    position = {"epoch": 0, "batches_done": 0, "step": 0}
+    resumed = checkpoint.load_latest(checkpoint_root(config))
+    if resumed:
+        plain.selector.load_state_dict(resumed["selector"])
+        optimizer.load_state_dict(resumed["optimizer"])
+        scheduler.load_state_dict(resumed["scheduler"])
+        checkpoint.restore_rng(resumed["rng"])
+        position = dict(resumed["position"])
+        logger.log(position["step"], {"event": "resumed", "checkpoint_root": checkpoint_root(config)})
+    stop_at = min(total, config.max_steps) if config.max_steps else total
+
+    batch_collate = functools.partial(collate, backbone=backbone, image_size=config.image_size,
+                                      max_question_tokens=config.max_question_tokens,
+                                      max_answer_tokens=config.max_answer_tokens)
+    progress = None
+    if main_process and sys.stderr.isatty():
+        from tqdm import tqdm
+
+        progress = tqdm(total=stop_at, initial=position["step"], desc="train")
+    last_saved, started, loss_sum, loss_count = position["step"], time.time(), 0.0, 0
+    model.train()
+    while position["step"] < stop_at and position["epoch"] < config.num_epochs:
+        order = data.epoch_order(len(train_set), config.seed, position["epoch"])
+        loader = accelerator.prepare(torch.utils.data.DataLoader(
+            train_set, batch_size=config.batch_size, sampler=order, collate_fn=batch_collate,
+            num_workers=config.num_workers))
+        skipped = accelerator.skip_first_batches(loader, position["batches_done"]) if position["batches_done"] else loader
+        for batch in skipped:
+            with accelerator.accumulate(model):
+                loss = model(batch, "train")["loss"]
+                accelerator.backward(loss)
+                if accelerator.sync_gradients:
+                    accelerator.clip_grad_norm_(plain.selector.parameters(), config.max_grad_norm)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            position["batches_done"] += 1
+            loss_sum, loss_count = loss_sum + loss.item(), loss_count + 1
+            if not accelerator.sync_gradients:
+                continue
+            scheduler.step()
+            position["step"] += 1
+            step = position["step"]
+            if progress:
+                progress.update(1)
+            if step % config.log_every_n_steps == 0 or step == stop_at:
+                logger.log(step, {"loss": round(loss_sum / loss_count, 5), "lr": scheduler.get_last_lr()[0],
+                                  "seconds": round(time.time() - started, 2)})
+                loss_sum, loss_count = 0.0, 0
+            if config.save_every_n_steps and step % config.save_every_n_steps == 0:
+                save_checkpoint(accelerator, config, plain, optimizer, scheduler, position, logger)
+                last_saved = step
+            if config.eval_every_n_steps and step % config.eval_every_n_steps == 0 and main_process:
+                logger.log(step, {"eval": evaluate(plain, eval_set, config, accelerator.device)})
+            if step >= stop_at:
+                break
+        else:
+            position = {"epoch": position["epoch"] + 1, "batches_done": 0, "step": position["step"]}
+    if position["step"] != last_saved:
+        save_checkpoint(accelerator, config, plain, optimizer, scheduler, position, logger)
+    summary = {"event": "done", "step": position["step"]}
+    if main_process:
+        summary["eval"] = evaluate(plain, eval_set, config, accelerator.device)
+        plain.export(model_dir(config))
+        summary["model_dir"] = model_dir(config)
+        logger.log(position["step"], summary)
+    logger.close()
+    if progress:
+        progress.close()
+    return summary
+
+
+def save_checkpoint(accelerator, config, plain, optimizer, scheduler, position, logger) -> None:
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        where = checkpoint.save(checkpoint_root(config), position["step"],
+                                training_state(plain, optimizer, scheduler, dict(position)))
+        logger.log(position["step"], {"event": "checkpoint", "path": where})
+        logger.flush()
+    accelerator.wait_for_everyone()
+
+
+def parse_overrides(pairs: list[str]) -> dict:
+    overrides = {}
+    for pair in pairs:
+        key, separator, value = pair.partition("=")
+        if not separator:
+            raise SystemExit(f"--set wants KEY=VALUE, got {pair!r}")
+        overrides[key.strip()] = value
+    return overrides
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Train the ARR-COC selector.")
+    parser.add_argument("--config", help="TOML config (default: the embedded smoke config)")
+    parser.add_argument("--max-steps", type=int, help="stop after this many optimizer steps")
+    parser.add_argument("--output-dir", help="where checkpoints and the model go (local or gs://)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any config key")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    from ARR_COC.Training.config import ConfigError
+
+    try:
+        config = load_config(args.config, overrides={**parse_overrides(args.set), "max_steps": args.max_steps,
+                                                      "output_dir": args.output_dir})
+    except ConfigError as error:
+        print(f"config error: {error}", file=sys.stderr)
+        return 2
+    if not args.config and config.base_model == "tiny" and not config.tiny_backbone_weights:
+        print(json.dumps({"warning": "no pretrained tiny backbone (ARR_COC_TINY_BACKBONE): the random tiny "
+                                     "model cannot learn the task; the run only checks the plumbing"}), flush=True)
+    torch.set_num_threads(max(1, min(torch.get_num_threads(), int(os.environ.get("ARR_COC_THREADS", "2")))))
+    run(config)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
