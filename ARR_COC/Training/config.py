@@ -156,7 +156,10 @@ def load_config(config_path: str | None = None, environ: dict | None = None, ove
             merge(values, tomllib.load(handle), config_path)
     else:
         merge(values, tomllib.loads(SMOKE_TOML), "embedded smoke config")
-    merge(values, {ENV_VARS[name]: environ[name] for name in ENV_VARS if environ.get(name)}, "environment")
+    from_env = {ENV_VARS[name]: environ[name] for name in ENV_VARS if environ.get(name)}
+    if from_env.get("tiny_backbone_weights"):  # set by Bazel as a runfiles path: relative to cwd, not the caller
+        from_env["tiny_backbone_weights"] = os.path.abspath(from_env["tiny_backbone_weights"])
+    merge(values, from_env, "environment")
     merge(values, {k: v for k, v in (overrides or {}).items() if v is not None}, "flags")
     config = TrainConfig(**values)
     for key in PATH_KEYS:

@@ -1,0 +1,59 @@
+"""Config layering and validation errors that name the key and the allowed values."""
+
+import pytest
+
+from ARR_COC.Training.config import ConfigError, load_config
+
+
+def test_layers_apply_in_order(tmp_path):
+    toml = tmp_path / "c.toml"
+    toml.write_text('num_visual_tokens = 8\nlearning_rate = 0.01\nbatch_size = 2\n')
+    config = load_config(str(toml), environ={"NUM_VISUAL_TOKENS": "12", "BATCH_SIZE": "3"},
+                         overrides={"batch_size": "5"})
+    assert (config.num_visual_tokens, config.learning_rate, config.batch_size) == (12, 0.01, 5)
+
+
+def test_embedded_smoke_config_without_file():
+    config = load_config(None, environ={})
+    assert config.base_model == "tiny" and config.dataset == "synthetic" and config.max_steps > 0
+
+
+def test_relative_paths_follow_the_callers_directory(tmp_path):
+    config = load_config(None, environ={"BUILD_WORKING_DIRECTORY": str(tmp_path), "OUTPUT_DIR": "runs/x"})
+    assert config.output_dir == str(tmp_path / "runs" / "x")
+    assert load_config(None, environ={"OUTPUT_DIR": "gs://b/run"}).output_dir == "gs://b/run"
+
+
+@pytest.mark.parametrize("environ, message", [
+    ({"NUM_VISUAL_TOKENS": "many"}, "num_visual_tokens = 'many' is not a valid int; allowed: an integer > 0"),
+    ({"NUM_VISUAL_TOKENS": "0"}, "num_visual_tokens = 0 is not allowed; it must be an integer > 0"),
+    ({"LEARNING_RATE": "2"}, "learning_rate = 2.0 is not allowed; it must be a number in (0, 1)"),
+    ({"BATCH_SIZE": "1.5"}, "batch_size = '1.5' is not a valid int"),
+    ({"GRADIENT_ACCUMULATION_STEPS": "-1"}, "gradient_accumulation_steps = -1 is not allowed"),
+])
+def test_bad_environment_values_name_key_and_allowed(environ, message):
+    with pytest.raises(ConfigError) as error:
+        load_config(None, environ=environ)
+    assert message in str(error.value)
+
+
+@pytest.mark.parametrize("toml, message", [
+    ('dataset = "imagenet"', "dataset = 'imagenet' is not allowed; it must be one of: synthetic, vqav2"),
+    ("image_size = 100", "image_size = 100 is not allowed; it must be a positive multiple of 32"),
+    ("num_visual_tokns = 4", "unknown key 'num_visual_tokns'; allowed keys:"),
+    ('mixed_precision = "fp8"', "one of: auto, no, bf16, fp16"),
+])
+def test_bad_file_values_name_key_and_allowed(tmp_path, toml, message):
+    path = tmp_path / "bad.toml"
+    path.write_text(toml + "\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(str(path), environ={})
+    assert message in str(error.value)
+
+
+def test_production_config_is_valid():
+    import os
+
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    config = load_config(os.path.join(here, "configs", "vertex.toml"), environ={})
+    assert config.base_model == "Qwen/Qwen3-VL-2B-Instruct" and config.dataset == "vqav2"
