@@ -1,8 +1,12 @@
-"""Local fakes of the two Google REST APIs the launcher calls, for the real clients.
+"""Local fakes of the Google REST APIs the launcher calls, for the real clients.
 
-The real `aiplatform_v1.JobServiceClient` and `cloudquotas_v1.CloudQuotasClient`
-(transport="rest", anonymous credentials) talk to this server on loopback; the
-fake stores what they send as JSON so tests assert on the exact wire request.
+The real `aiplatform_v1.JobServiceClient`, `cloudquotas_v1.CloudQuotasClient`,
+`billing_v1.CloudCatalogClient` (transport="rest") and `storage.Client`, all
+with anonymous credentials, talk to this server on loopback; the fake stores
+what they send as JSON so tests assert on the exact wire request. Routes:
+Vertex customJobs, Cloud Quotas quotaInfos, Billing Catalog
+`services/S/skus` (paged), GCS `storage/v1/b/BUCKET` and IAM
+`projects/P/serviceAccounts/EMAIL` (exists or 404).
 
 Behaviours tests switch on:
 - `exhausted[region] = message`: creates there fail with 429 RESOURCE_EXHAUSTED;
@@ -37,6 +41,10 @@ class FakeGoogle:
         default_factory=lambda: ["JOB_STATE_PENDING", "JOB_STATE_RUNNING", "JOB_STATE_SUCCEEDED"]
     )
     requests: list = dataclasses.field(default_factory=list)  # (method, path)
+    skus: dict = dataclasses.field(default_factory=dict)  # service id -> [Sku JSON]
+    sku_page_size: int = 7  # small, so the client must follow nextPageToken
+    buckets: set = dataclasses.field(default_factory=set)
+    service_accounts: set = dataclasses.field(default_factory=set)  # emails
     _ids: itertools.count = dataclasses.field(default_factory=lambda: itertools.count(1000))
     _steps: dict = dataclasses.field(default_factory=dict)
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
@@ -103,6 +111,27 @@ class FakeGoogle:
         with self.lock:
             self.jobs[name]["state"] = state
 
+    # -- billing catalog, storage, IAM ---------------------------------------
+
+    def list_skus(self, service: str, query: dict) -> tuple[int, dict]:
+        if service not in self.skus:
+            return 404, _error(404, "NOT_FOUND", f"service {service} not found")
+        size = min(int(query.get("pageSize") or self.sku_page_size), self.sku_page_size)
+        start = int(query.get("pageToken") or 0)
+        page = self.skus[service][start:start + size]
+        more = start + size < len(self.skus[service])
+        return 200, {"skus": page, "nextPageToken": str(start + size) if more else ""}
+
+    def get_bucket(self, name: str) -> tuple[int, dict]:
+        if name not in self.buckets:
+            return 404, _error(404, "NOT_FOUND", "The specified bucket does not exist.")
+        return 200, {"kind": "storage#bucket", "id": name, "name": name}
+
+    def get_service_account(self, email: str) -> tuple[int, dict]:
+        if email not in self.service_accounts:
+            return 404, _error(404, "NOT_FOUND", f"Unknown service account {email}")
+        return 200, {"email": email, "name": f"projects/-/serviceAccounts/{email}"}
+
 
 _TERMINAL = {"JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED"}
 
@@ -148,6 +177,9 @@ def _match(job: dict, terms) -> bool:
 _JOBS = re.compile(r"^/v1/projects/([^/]+)/locations/([^/]+)/customJobs$")
 _JOB = re.compile(r"^/v1/(projects/[^/]+/locations/[^/]+/customJobs/[^/:]+)(:cancel)?$")
 _QUOTAS = re.compile(r"^/v1/projects/([^/]+)/locations/global/services/([^/]+)/quotaInfos$")
+_SKUS = re.compile(r"^/v1/services/([^/]+)/skus$")
+_BUCKET = re.compile(r"^/storage/v1/b/([^/]+)$")
+_ACCOUNT = re.compile(r"^/v1/projects/[^/]+/serviceAccounts/([^/]+)$")
 
 
 @contextlib.contextmanager
@@ -174,6 +206,12 @@ def running(fake: FakeGoogle):
             fake.requests.append(("GET", url.path))
             if m := _QUOTAS.match(url.path):
                 return self._reply(200, {"quotaInfos": fake.quota_infos})
+            if m := _SKUS.match(url.path):
+                return self._reply(*fake.list_skus(m.group(1), query))
+            if m := _BUCKET.match(url.path):
+                return self._reply(*fake.get_bucket(urllib.parse.unquote(m.group(1))))
+            if m := _ACCOUNT.match(url.path):
+                return self._reply(*fake.get_service_account(urllib.parse.unquote(m.group(1))))
             if m := _JOBS.match(url.path):
                 return self._reply(200, fake.list_jobs(m.group(1), m.group(2), query.get("filter", "")))
             if (m := _JOB.match(url.path)) and not m.group(2):

@@ -30,6 +30,8 @@ class Shape:
     machine_type: str
     gpus: int
     spot_only: bool = False
+    cpus: int = 0  # vCPUs and memory (GiB): what the price refresh prices a machine by
+    memory_gb: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,7 +67,9 @@ def load_tables(data_dir: pathlib.Path | str = DATA_DIR) -> Tables:
     for name, spec in machines.items():
         spot_only = set(spec.get("spot_only", ()))
         shapes = tuple(
-            Shape(s["type"], int(s["gpus"]), s["type"] in spot_only) for s in spec["shapes"]
+            Shape(s["type"], int(s["gpus"]), s["type"] in spot_only,
+                  int(s.get("cpus", 0)), float(s.get("memory_gb", 0)))
+            for s in spec["shapes"]
         )
         gpus[name] = Gpu(
             name=name,
