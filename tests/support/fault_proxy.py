@@ -1,7 +1,8 @@
 """A loopback HTTP proxy in front of a registry that fails or drops chosen requests.
 
 Rules match by method and path regex and fire a given number of times:
-`status` answers with that HTTP status without forwarding; `drop` reads half of
+`status` answers with that HTTP status (and the rule's body, e.g. a
+distribution-spec error JSON) without forwarding; `drop` reads half of
 the request body and closes the connection without an answer (a connection
 lost mid-upload). Everything else is forwarded unchanged, with the client's
 Host header, so the registry's absolute Locations point back at the proxy.
@@ -25,6 +26,8 @@ class Rule:
     action: str  # "drop" or an HTTP status like "500"
     times: int = 1
     fired: int = 0
+    body: bytes = b"injected fault"
+    content_type: str = "text/plain"
 
     def matches(self, method: str, path: str) -> bool:
         return self.fired < self.times and method == self.method and re.search(self.path, path)
@@ -70,7 +73,7 @@ def fault_proxy(upstream: str, rules: list[Rule], relative_locations: bool = Fal
             body = self.rfile.read(length) if length else None
             if rule:
                 log.append((self.command, self.path, int(rule.action)))
-                self._answer(int(rule.action), {"Content-Type": "text/plain"}, b"injected fault")
+                self._answer(int(rule.action), {"Content-Type": rule.content_type}, rule.body)
                 return
             conn = http.client.HTTPConnection(target.hostname, target.port, timeout=60)
             headers = {k: v for k, v in self.headers.items() if k.lower() != "connection"}

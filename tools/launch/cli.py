@@ -44,10 +44,16 @@ def launch_parser() -> argparse.ArgumentParser:
                    help="registry base, e.g. http://127.0.0.1:5000/team (default: the chosen "
                    "region's Artifact Registry repository)")
     p.add_argument("--quota-endpoint", metavar="URL", help="Cloud Quotas API endpoint")
+    p.add_argument("--storage-endpoint", metavar="URL",
+                   help="Cloud Storage JSON API endpoint for the bucket preflight check")
+    p.add_argument("--iam-endpoint", metavar="URL",
+                   help="IAM API endpoint; the service account is checked only when given")
     p.add_argument("--image-layout", required=False, help="OCI layout dir (from //Stack:arr_trainer)")
     p.add_argument("--image-digest", required=False, help="digest file (//Stack:arr_trainer.digest)")
     p.add_argument("--dry-run", action="store_true", help="print the plan as JSON; push and submit nothing")
-    p.add_argument("--local", action="store_true", help="run the training entry point on this machine")
+    p.add_argument("--local", action="store_true",
+                   help="run the training entry point here with its embedded smoke config "
+                   "(use bazel run //tools/launch:launch_local; --dry-run shows what would run)")
     p.add_argument("--run-name", help="run name (relaunching the same name resumes its checkpoints)")
     p.add_argument("--force", action="store_true", help="submit even if a job of this run name is active")
     p.add_argument("--wait", action="store_true", help="follow the job to its end")
@@ -100,10 +106,24 @@ def overrides(args: argparse.Namespace) -> dict:
     return out
 
 
+def user_path(path, environ=os.environ) -> pathlib.Path | None:
+    """A path the user typed, relative to where they typed it.
+
+    `bazel run` starts binaries in their runfiles tree; BUILD_WORKING_DIRECTORY
+    is the caller's directory. Paths Bazel itself passes (--image-layout,
+    --image-digest) are runfiles paths and must not go through this.
+    """
+    if path is None:
+        return None
+    path = pathlib.Path(path)
+    base = environ.get("BUILD_WORKING_DIRECTORY")
+    return path if path.is_absolute() or not base else pathlib.Path(base) / path
+
+
 def _state_path(args) -> pathlib.Path:
     from tools.launch import state
 
-    return args.state_file or state.default_path()
+    return user_path(args.state_file) or state.default_path()
 
 
 def _quotas(args, cfg: dict):
@@ -129,9 +149,9 @@ def _quotas(args, cfg: dict):
 def cmd_launch(args) -> int:
     from tools.launch import plan as P
 
-    cfg = CFG.load(args.config, overrides(args))
     if args.local:
-        return run_local(cfg)
+        return run_local(args)
+    cfg = CFG.load(user_path(args.config), overrides(args))
     if not args.image_layout or not args.image_digest:
         raise CFG.ConfigError("--image-layout and --image-digest are required "
                               "(bazel run //tools:launch passes //Stack:arr_trainer's)")
@@ -144,23 +164,31 @@ def cmd_launch(args) -> int:
     from tools.launch import vertex
 
     vertex.client_for(plan["region"], args.vertex_endpoint)  # credentials fail here, before a push
+    auth = registry_auth(plan)
     if not args.skip_preflight:
         from tools.launch import preflight
 
-        for line in preflight.check(plan, args):
+        for line in preflight.report(plan, preflight.run(plan, args, auth)):
             log(line)
-    pushed = push(plan, args)
+    pushed = push(plan, args, auth)
     log(f"pushed {pushed.reference} (tag {pushed.tag}): {pushed.blobs_uploaded} blob(s), "
         f"{pushed.bytes_uploaded} bytes uploaded, {pushed.blobs_skipped} already there")
     return submit_and_record(plan, args)
 
 
-def push(plan: dict, args):
+def registry_auth(plan: dict):
+    """Push credentials: ARR_REGISTRY_USER/PASSWORD, else ADC for Artifact Registry, else none."""
     from tools.launch import endpoints, registry
 
     auth = registry.auth_from_env()
     if auth is None and plan["registry"].endswith("-docker.pkg.dev"):
         auth = registry.artifact_registry_auth(endpoints.google_credentials(None))
+    return auth
+
+
+def push(plan: dict, args, auth):
+    from tools.launch import registry
+
     repo_name = plan["repository"]
     return registry.push_layout(plan["registry"], repo_name, plan["layout_dir"], plan["digest"],
                                 auth=auth, jobs=args.jobs)
@@ -242,15 +270,54 @@ def cmd_recent(args) -> int:
     return 0
 
 
-def run_local(cfg: dict) -> int:
-    """--local hook: run the ARR_COC training entry point here with its smoke config.
+LOCAL_ENTRY = "ARR_COC.Training.entrypoint"  # the image's entry point: main(argv) -> exit code
+LOCAL_RUNS = "arr_coc_runs"  # the trainer resolves it against BUILD_WORKING_DIRECTORY
 
-    Not wired yet: the entry point (//ARR_COC/Training:train) and its smoke
-    config belong to the model package (issue 3). When they land this will
-    exec them with cfg["env"] as environment, without the CUDA image.
+
+def local_invocation(args) -> tuple[list[str], dict]:
+    """The trainer's argv and the environment variables --local adds (pure).
+
+    No --config: the trainer's embedded smoke config (tiny backbone, synthetic
+    data, CPU) is the point of --local. launch.toml's [env] is the Vertex job's
+    hyperparameters (Qwen3-VL 2B, batch 4, ...) and would turn the smoke run
+    into the real one, so only --env given on this command line is passed.
+    --run-name picks the output folder, so re-running a name resumes, as on Vertex.
     """
-    raise CFG.ConfigError("--local is not available yet: it needs the ARR_COC training "
-                          "entry point (issue 3); use --dry-run to see the plan")
+    from tools.launch import plan as P
+
+    argv = []
+    if args.run_name:
+        argv += ["--output-dir", f"{LOCAL_RUNS}/{P.check_run_name(args.run_name)}"]
+    env = {}
+    for item in args.env or ():
+        env.update(CFG.parse_value("env", item))
+    return argv, env
+
+
+def load_local_entry(module: str = LOCAL_ENTRY):
+    """The trainer's main, or an error naming the target that carries it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module).main
+    except ModuleNotFoundError as e:
+        raise CFG.ConfigError(
+            f"--local needs the trainer ({module}; missing: {e.name}): run "
+            "`tools/bazel run //tools/launch:launch_local`, which carries the trainer and the "
+            "tiny backbone but not the CUDA image (//tools:launch carries the image)") from None
+
+
+def run_local(args) -> int:
+    """--local: the image's entry point in this process, smoke config, nothing pushed or submitted."""
+    argv, env = local_invocation(args)
+    if args.dry_run:
+        print(json.dumps({"local": {"entry": LOCAL_ENTRY, "argv": argv, "env": env}}, sort_keys=True))
+        return 0
+    entry = load_local_entry()
+    os.environ.update(env)
+    log(f"--local: {LOCAL_ENTRY}.main({argv}) with the embedded smoke config"
+        + (f", env {sorted(env)}" if env else ""))
+    return entry(argv)
 
 
 def main(argv: list[str] | None = None) -> int:

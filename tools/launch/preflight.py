@@ -1,13 +1,41 @@
-"""What the job needs besides the image: Artifact Registry repository, bucket, service account.
+"""What the job needs besides the image: the registry repository, the bucket, the service account.
 
-Only APIs with an endpoint override may be called (a test or private setup
-must never reach Google by accident), and the launcher has overrides only
-for the registry, Vertex and Cloud Quotas. So the bucket, the Artifact
-Registry repository and the service account are not checked here; each gets
-a note with the command that creates it, printed before anything is pushed.
+Checked before anything is pushed, so a missing piece stops the launch with
+the exact command that creates it instead of failing after a long push or
+inside Vertex. Only APIs the launcher may call are called (a test or private
+setup must never reach Google by accident):
+
+- the repository through the registry itself (the push's own session and auth);
+- the bucket through `google.cloud.storage.Client`: at `--storage-endpoint`,
+  or at Google's when no endpoint is overridden at all; in a private setup
+  without `--storage-endpoint` it is not checked;
+- the service account through the IAM REST API, only at `--iam-endpoint`
+  (the lock has no IAM client library; google-auth's AuthorizedSession does
+  the call); otherwise it is reported as not checked.
 """
 
 from __future__ import annotations
+
+import dataclasses
+
+from tools.launch import endpoints
+
+OK, MISSING, UNCHECKED = "ok", "missing", "not checked"
+STORAGE_DEFAULT = "https://storage.googleapis.com"
+# The storage client retries transient errors for 120 s by default; a preflight
+# that waits that long for an unreachable endpoint helps nobody.
+STORAGE_RETRY_S = 10.0
+
+
+class PreflightError(RuntimeError):
+    """Something the job needs is missing; the message has the commands that create it."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Finding:
+    what: str  # artifact_registry, bucket, service_account
+    state: str  # OK, MISSING or UNCHECKED
+    detail: str
 
 
 def commands(plan: dict) -> dict:
@@ -16,12 +44,11 @@ def commands(plan: dict) -> dict:
     out = {
         "bucket": f"gcloud storage buckets create gs://{plan['bucket']} --location={r} --project={p}",
     }
-    if plan["registry"].endswith("-docker.pkg.dev"):
+    if is_artifact_registry(plan["registry"]):
         repo = plan["repository"].split("/")[1]
-        location = plan["registry"].split("//", 1)[1].split("-docker.pkg.dev")[0]
         out["artifact_registry"] = (
             f"gcloud artifacts repositories create {repo} --repository-format=docker "
-            f"--location={location} --project={p}"
+            f"--location={ar_location(plan['registry'])} --project={p}"
         )
     if plan.get("service_account"):
         name = plan["service_account"].split("@", 1)[0]
@@ -29,9 +56,115 @@ def commands(plan: dict) -> dict:
     return out
 
 
-def check(plan: dict, args) -> list[str]:
-    """Notes for the log: what could not be checked and how to create it if missing."""
-    return [
-        f"preflight: {what} not checked (no endpoint override for its API); if missing: {cmd}"
-        for what, cmd in commands(plan).items()
-    ]
+def is_artifact_registry(registry_base: str) -> bool:
+    return endpoints.parse_registry(registry_base).host.endswith("-docker.pkg.dev")
+
+
+def ar_location(registry_base: str) -> str:
+    return endpoints.parse_registry(registry_base).host.split("-docker.pkg.dev")[0]
+
+
+def endpoint_to_use(override: str | None, private: bool, default: str | None) -> str | None:
+    """Where to check, or None for "not checked".
+
+    An override wins; in a private setup (another endpoint overridden) the
+    real API is never called without its own override; otherwise the
+    default, which is None for APIs that are only checked when overridden.
+    """
+    if override:
+        return override
+    return None if private else default
+
+
+# -- the checks ---------------------------------------------------------------
+
+
+def check_repository(plan: dict, auth) -> Finding:
+    from tools.launch import registry
+
+    unknown = registry.missing_repository(plan["registry"], plan["repository"], auth=auth)
+    where = f"{plan['registry']}/{plan['repository']}"
+    if unknown is None:
+        return Finding("artifact_registry", OK, f"{where}: push can start")
+    return Finding("artifact_registry", MISSING, f"{where}: {unknown}")
+
+
+def check_bucket(plan: dict, endpoint: str) -> Finding:
+    """GET storage/v1/b/BUCKET with the real storage client (None back means 404)."""
+    from google.api_core import exceptions as gexc
+    from google.cloud import storage
+
+    endpoints.api_endpoint(endpoint)  # the loopback rule for plain HTTP
+    client = storage.Client(
+        project=plan["project"],
+        credentials=endpoints.google_credentials(endpoint),
+        client_options={"api_endpoint": endpoint if "://" in endpoint else "https://" + endpoint},
+    )
+    bucket = f"gs://{plan['bucket']}"
+    try:
+        found = client.lookup_bucket(
+            plan["bucket"], timeout=30, retry=storage.retry.DEFAULT_RETRY.with_timeout(STORAGE_RETRY_S))
+    except gexc.Forbidden as e:
+        raise PreflightError(f"bucket {bucket}: access refused ({e.message}); the job's service "
+                             "account needs roles/storage.objectAdmin on it") from None
+    except gexc.GoogleAPICallError as e:
+        raise PreflightError(f"storage API {endpoint}: {e.message or e}") from None
+    except Exception as e:  # transport errors
+        if isinstance(e, endpoints.EndpointError):
+            raise
+        raise PreflightError(f"storage API {endpoint} unreachable: {type(e).__name__}: {e}") from None
+    return Finding("bucket", OK if found is not None else MISSING,
+                   f"{bucket} {'exists' if found is not None else 'does not exist'}")
+
+
+def check_service_account(plan: dict, endpoint: str) -> Finding:
+    """GET v1/projects/P/serviceAccounts/EMAIL on the IAM API (200: exists, 404: missing)."""
+    import google.auth.transport.requests
+    import requests
+
+    endpoints.api_endpoint(endpoint)
+    base = endpoint if "://" in endpoint else "https://" + endpoint
+    email = plan["service_account"]
+    session = google.auth.transport.requests.AuthorizedSession(endpoints.google_credentials(endpoint))
+    url = f"{base.rstrip('/')}/v1/projects/{plan['project']}/serviceAccounts/{email}"
+    try:
+        resp = session.get(url, timeout=30)
+    except requests.RequestException as e:
+        raise PreflightError(f"IAM API {endpoint} unreachable: {type(e).__name__}: {e}") from None
+    if resp.status_code == 200:
+        return Finding("service_account", OK, f"{email} exists")
+    if resp.status_code == 404:
+        return Finding("service_account", MISSING, f"{email} does not exist")
+    raise PreflightError(f"IAM API {endpoint}: HTTP {resp.status_code} for {email}: {resp.text[:200]}")
+
+
+def run(plan: dict, args, auth) -> list[Finding]:
+    """Every check that may run here; the others come back as UNCHECKED with why."""
+    private = bool(args.registry or args.vertex_endpoint or args.quota_endpoint)
+    findings = [check_repository(plan, auth)]
+    storage = endpoint_to_use(args.storage_endpoint, private, STORAGE_DEFAULT)
+    findings.append(check_bucket(plan, storage) if storage else Finding(
+        "bucket", UNCHECKED, f"gs://{plan['bucket']}: endpoints are overridden but --storage-endpoint is not"))
+    if plan.get("service_account"):
+        iam = endpoint_to_use(args.iam_endpoint, private, None)
+        findings.append(check_service_account(plan, iam) if iam else Finding(
+            "service_account", UNCHECKED, f"{plan['service_account']}: no --iam-endpoint given"))
+    return findings
+
+
+def report(plan: dict, findings: list[Finding]) -> list[str]:
+    """Log lines; raises PreflightError listing each missing thing and its create command."""
+    cmds = commands(plan)
+    lines, missing = [], []
+    for f in findings:
+        line = f"preflight: {f.what}: {f.state}: {f.detail}"
+        if f.state == UNCHECKED and f.what in cmds:
+            line += f"; if missing: {cmds[f.what]}"
+        lines.append(line)
+        if f.state == MISSING:
+            cmd = cmds.get(f.what) or "create it in that registry"
+            missing.append(f"{f.what} {f.detail}; create it with: {cmd}")
+    if missing:
+        raise PreflightError("missing before launch (nothing was pushed or submitted):\n  "
+                             + "\n  ".join(missing))
+    return lines

@@ -219,15 +219,32 @@ def with_query(url: str, **params: str) -> str:
     return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
 
 
-class _Progress:
-    """A tqdm bar on a terminal, nothing otherwise (logs stay clean in CI)."""
+def show_progress(requested: bool | None, stream, environ=os.environ) -> bool:
+    """Whether to draw a progress bar: an explicit choice wins, else only on a terminal.
 
-    def __init__(self, total: int, enabled: bool):
+    A bar's carriage returns turn CI logs and captured stderr into noise, so
+    anything that is not a TTY (a pipe, a file, a closed or odd stream) and a
+    terminal that says it cannot redraw (TERM=dumb) get none.
+    """
+    if requested is not None:
+        return requested
+    try:
+        tty = bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):  # no isatty, or a closed stream
+        return False
+    return tty and environ.get("TERM") != "dumb"
+
+
+class _Progress:
+    """A tqdm bar on STREAM when enabled, nothing otherwise."""
+
+    def __init__(self, total: int, enabled: bool, stream=None):
         self.bar = None
         if enabled:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, unit="B", unit_scale=True, file=sys.stderr, desc="push")
+            self.bar = tqdm(total=total, unit="B", unit_scale=True, file=stream or sys.stderr,
+                            desc="push")
         self._lock = threading.Lock()
 
     def add(self, n: int) -> None:
@@ -253,7 +270,7 @@ class Pusher:
         self.mount_from = mount_from
         self.retries = retries
         self.backoff = backoff
-        self.progress_enabled = sys.stderr.isatty() if progress is None else progress
+        self.progress_enabled = show_progress(progress, sys.stderr)
         self._lock = threading.Lock()
         self.report: PushReport | None = None
 
@@ -408,6 +425,42 @@ def push_layout(registry: str, repository_name: str, layout_dir: str, digest: st
         raise RegistryError(f"registry {reg.base}: {e}") from None
     report.reference = image.reference(reg.host, repository, digest)
     return report
+
+
+def _error_codes(resp: requests.Response) -> set[str]:
+    try:
+        return {e.get("code") for e in resp.json().get("errors") or []}
+    except ValueError:
+        return set()
+
+
+def missing_repository(registry: str, repository_name: str, *,
+                       auth: BasicAuth | None = None) -> str | None:
+    """None when a push to the repository can start, else the registry's NAME_UNKNOWN text.
+
+    Starts (and then cancels) a blob upload, the first write a push makes: it
+    proves the repository exists and the credentials may push, with the same
+    session and auth as the push. Artifact Registry answers a missing
+    repository with 404 NAME_UNKNOWN; registries that create repositories on
+    push (docker-registry) always answer 202.
+    """
+    reg = endpoints.parse_registry(registry)
+    session = Session(reg.base, reg.repository(repository_name), auth)
+    try:
+        resp = session.request("POST", session.url("blobs/uploads/"), allow=(201, 202, 404))
+    except (_Retryable, requests.RequestException) as e:
+        raise RegistryError(f"registry {reg.base} unreachable: {e}") from None
+    if resp.status_code == 404:
+        if "NAME_UNKNOWN" in _error_codes(resp):
+            return _error_text(resp)
+        raise RegistryError(f"registry {reg.base}: no Docker V2 API for {session.repository} "
+                            f"(HTTP 404): {_error_text(resp)}")
+    if resp.status_code == 202 and resp.headers.get("Location"):
+        try:  # an abandoned upload would expire anyway; cancelling is politeness
+            session.request("DELETE", resolve_location(session, resp), allow=(200, 202, 204, 404))
+        except (_Retryable, RegistryError, requests.RequestException):
+            pass
+    return None
 
 
 def artifact_registry_auth(credentials) -> BasicAuth:

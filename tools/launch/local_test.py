@@ -1,0 +1,71 @@
+"""--local argument handling, without Bazel: what runs, with which argv and environment.
+
+The training run itself is the model package's to test (//ARR_COC/Training);
+here: the smoke config stays in charge (no --config, no launch.toml
+hyperparameters), --run-name picks a resumable output folder, nothing needs
+the image, and a binary without the trainer says which target has it.
+"""
+
+import json
+
+import pytest
+
+from tools.launch import cli
+
+
+def invocation(*argv):
+    return cli.local_invocation(cli.launch_parser().parse_args(["--local", *argv]))
+
+
+@pytest.mark.parametrize(
+    "argv,expected_argv,expected_env",
+    [
+        ([], [], {}),  # the embedded smoke config, its own output folder
+        (["--run-name", "smoke-2"], ["--output-dir", "arr_coc_runs/smoke-2"], {}),
+        (["--env", "LEARNING_RATE=1e-3,SEED=7"], [], {"LEARNING_RATE": "1e-3", "SEED": "7"}),
+        (["--env", "SEED=1", "--env", "SEED=2"], [], {"SEED": "2"}),  # last one wins
+        # cloud flags change nothing locally; launch.toml's Vertex [env] is not passed
+        (["--gpu", "H100", "--region", "us-east4", "--project", "p"], [], {}),
+    ],
+)
+def test_local_invocation(argv, expected_argv, expected_env):
+    assert invocation(*argv) == (expected_argv, expected_env)
+
+
+def test_dry_run_shows_what_would_run_without_any_image(capsys):
+    assert cli.main(["--local", "--dry-run", "--run-name", "try", "--env", "SEED=3"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out) == {"local": {"entry": "ARR_COC.Training.entrypoint",
+                                         "argv": ["--output-dir", "arr_coc_runs/try"],
+                                         "env": {"SEED": "3"}}}
+
+
+def test_bad_run_name_is_refused_before_training(capsys):
+    assert cli.main(["--local", "--dry-run", "--run-name", "Bad_Name"]) == 2
+    assert "run name 'Bad_Name'" in capsys.readouterr().err
+
+
+def test_the_entry_point_is_the_images():
+    entry = cli.load_local_entry()
+    assert entry.__module__ == "ARR_COC.Training.entrypoint" and entry.__name__ == "main"
+
+
+def test_without_the_trainer_the_error_names_the_target():
+    with pytest.raises(cli.CFG.ConfigError) as e:
+        cli.load_local_entry("ARR_COC.Training.no_such_entrypoint")
+    assert "bazel run //tools/launch:launch_local" in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "path,cwd,expected",
+    [
+        ("launch.toml", "/home/u/repo", "/home/u/repo/launch.toml"),  # bazel run: the caller's dir
+        ("/etc/l.toml", "/home/u/repo", "/etc/l.toml"),
+        ("launch.toml", None, "launch.toml"),  # plain python: the process's own cwd
+        (None, "/home/u/repo", None),
+    ],
+)
+def test_user_paths_resolve_against_the_callers_directory(path, cwd, expected):
+    env = {"BUILD_WORKING_DIRECTORY": cwd} if cwd else {}
+    got = cli.user_path(path, env)
+    assert (str(got) if got is not None else None) == expected
