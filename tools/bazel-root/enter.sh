@@ -55,6 +55,12 @@ fi
 gcloud_dir=$(get_passed CLOUDSDK_CONFIG || echo "$home/.config/gcloud")
 [ -d "$gcloud_dir" ] && bind_same "$gcloud_dir" ro
 
+# Every Bazel client in the root, including one that a `bazel run` binary starts
+# (the launcher builds the image that way), must find this output root.
+# Debian's system bazelrc try-imports this file.
+printf 'startup --output_user_root=%s\n' "$output_user_root" > "$root/etc/bazel.bazelrc.$$"
+mv "$root/etc/bazel.bazelrc.$$" "$root/etc/bazel.bazelrc"
+
 cd "$root"
 mkdir -p .oldroot
 pivot_root . .oldroot
@@ -64,4 +70,4 @@ cd "$cwd"
 exec /usr/bin/env -i \
   PATH=/opt/arr-python/bin:/usr/local/bin:/usr/bin:/bin \
   LANG=C.UTF-8 HOME="$home" "${passed_env[@]}" \
-  /usr/bin/bazel --output_user_root="$output_user_root" "$@"
+  /usr/bin/bazel "$@"

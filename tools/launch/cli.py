@@ -48,12 +48,12 @@ def launch_parser() -> argparse.ArgumentParser:
                    help="Cloud Storage JSON API endpoint for the bucket preflight check")
     p.add_argument("--iam-endpoint", metavar="URL",
                    help="IAM API endpoint; the service account is checked only when given")
-    p.add_argument("--image-layout", required=False, help="OCI layout dir (from //Stack:arr_trainer)")
-    p.add_argument("--image-digest", required=False, help="digest file (//Stack:arr_trainer.digest)")
+    p.add_argument("--image-layout", help="OCI layout dir (default: //Stack:arr_trainer, built by Bazel)")
+    p.add_argument("--image-digest", help="its digest file (default: //Stack:arr_trainer.digest)")
     p.add_argument("--dry-run", action="store_true", help="print the plan as JSON; push and submit nothing")
     p.add_argument("--local", action="store_true",
                    help="run the training entry point here with its embedded smoke config "
-                   "(use bazel run //tools/launch:launch_local; --dry-run shows what would run)")
+                   "(no image needed; --dry-run shows what would run)")
     p.add_argument("--run-name", help="run name (relaunching the same name resumes its checkpoints)")
     p.add_argument("--force", action="store_true", help="submit even if a job of this run name is active")
     p.add_argument("--wait", action="store_true", help="follow the job to its end")
@@ -146,16 +146,26 @@ def _quotas(args, cfg: dict):
     return quota.fetch(cfg["project"], args.quota_endpoint)
 
 
+def image_paths(args) -> tuple[str, str]:
+    """The layout and digest given as flags (tests, private setups), else Bazel's build of the image."""
+    if bool(args.image_layout) != bool(args.image_digest):
+        raise CFG.ConfigError("--image-layout and --image-digest go together")
+    if args.image_layout:
+        return args.image_layout, args.image_digest
+    from tools.launch import bazel_image
+
+    log(f"building {bazel_image.IMAGE} with Bazel (a no-op when nothing changed)")
+    return bazel_image.build()
+
+
 def cmd_launch(args) -> int:
     from tools.launch import plan as P
 
     if args.local:
         return run_local(args)
     cfg = CFG.load(user_path(args.config), overrides(args))
-    if not args.image_layout or not args.image_digest:
-        raise CFG.ConfigError("--image-layout and --image-digest are required "
-                              "(bazel run //tools:launch passes //Stack:arr_trainer's)")
-    plan = P.make(cfg, args.image_layout, args.image_digest, _quotas(args, cfg))
+    layout, digest = image_paths(args)
+    plan = P.make(cfg, layout, digest, _quotas(args, cfg))
     if args.dry_run:
         print(json.dumps(plan, indent=1, sort_keys=True))
         return 0
@@ -303,8 +313,8 @@ def load_local_entry(module: str = LOCAL_ENTRY):
     except ModuleNotFoundError as e:
         raise CFG.ConfigError(
             f"--local needs the trainer ({module}; missing: {e.name}): run "
-            "`tools/bazel run //tools/launch:launch_local`, which carries the trainer and the "
-            "tiny backbone but not the CUDA image (//tools:launch carries the image)") from None
+            "`tools/bazel run //tools:launch -- --local`, which carries the trainer and the "
+            "tiny backbone") from None
 
 
 def run_local(args) -> int:

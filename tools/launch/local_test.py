@@ -53,7 +53,7 @@ def test_the_entry_point_is_the_images():
 def test_without_the_trainer_the_error_names_the_target():
     with pytest.raises(cli.CFG.ConfigError) as e:
         cli.load_local_entry("ARR_COC.Training.no_such_entrypoint")
-    assert "bazel run //tools/launch:launch_local" in str(e.value)
+    assert "bazel run //tools:launch -- --local" in str(e.value)
 
 
 @pytest.mark.parametrize(
