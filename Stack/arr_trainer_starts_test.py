@@ -1,0 +1,187 @@
+"""//Stack:arr_trainer really starts: the one test that uses the full CUDA image.
+
+The layout's layers are unpacked in manifest order into a temporary root
+filesystem (GNU tar: fast, keeps owners and modes), then, as root,
+`unshare --mount --pid --fork` + /proc + /dev + chroot run the image's own
+`/usr/bin/python3` with exactly the image config's environment, working
+directory and user (as a container runtime would), and:
+
+  - torch, accelerate and ARR_COC import from the image's Python;
+  - the entry point (the image's Entrypoint, without the production --config)
+    trains one step with the embedded smoke config and writes a checkpoint.
+
+Needs root (tools/bazel runs tests as root in its Bazel root); tagged
+no-sandbox and exclusive: it unpacks about 5 GB, removed at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+LAYOUT = os.path.realpath(os.path.join(HERE, "arr_trainer"))
+DIGEST_FILE = os.path.join(HERE, "arr_trainer.digest")
+LAYER_TYPES = ("application/vnd.oci.image.layer.v1.tar+gzip", "application/vnd.oci.image.layer.v1.tar")
+
+# Runs in the new mount + pid namespace as root: mounts /proc and /dev into the
+# root filesystem, enters it, becomes the image's user, execs the command.
+ENTER = r"""
+import json, os, subprocess, sys
+spec = json.loads(sys.argv[1])
+root = spec["root"]
+subprocess.run(["mount", "-t", "proc", "proc", os.path.join(root, "proc")], check=True)
+subprocess.run(["mount", "--rbind", "/dev", os.path.join(root, "dev")], check=True)
+os.chroot(root)
+os.chdir(spec["workdir"])
+os.setgroups([])
+os.setgid(spec["gid"])
+os.setuid(spec["uid"])
+os.execve(spec["argv"][0], spec["argv"], spec["env"])
+"""
+
+
+def blob_path(digest: str) -> str:
+    algorithm, hexdigest = digest.split(":", 1)
+    return os.path.join(LAYOUT, "blobs", algorithm, hexdigest)
+
+
+def read_json_blob(digest: str) -> dict:
+    with open(blob_path(digest)) as f:
+        return json.load(f)
+
+
+def mounts_under(path: str) -> list[str]:
+    """Mount points at or below `path` in this process's mount namespace."""
+    found = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            point = line.split()[4]
+            if point == path or point.startswith(path.rstrip("/") + "/"):
+                found.append(point)
+    return found
+
+
+def resolve_user(root: str, user: str) -> tuple[int, int, str]:
+    """(uid, gid, home) for the config's User ("", "name", "uid", "uid:gid"), from the image's /etc/passwd."""
+    name, _, group = (user or "0").partition(":")
+    with open(os.path.join(root, "etc", "passwd")) as f:
+        entries = [line.rstrip("\n").split(":") for line in f if line.count(":") >= 6]
+    match = next((e for e in entries if name in (e[0], e[2])), None)
+    if match is None and not name.isdigit():
+        raise AssertionError(f"image user {user!r} is not in the image's /etc/passwd")
+    uid = int(match[2]) if match else int(name)
+    gid = int(group) if group.isdigit() else int(match[3]) if match else uid
+    home = match[5] if match else "/"
+    return uid, gid, home
+
+
+@pytest.fixture(scope="module")
+def image():
+    """(manifest, config) of the layout, checked against the .digest file."""
+    with open(os.path.join(LAYOUT, "index.json")) as f:
+        index = json.load(f)
+    (descriptor,) = index["manifests"]
+    with open(DIGEST_FILE) as f:
+        assert f.read() == descriptor["digest"] + "\n"
+    manifest = read_json_blob(descriptor["digest"])
+    return descriptor["digest"], manifest, read_json_blob(manifest["config"]["digest"])
+
+
+@pytest.fixture(scope="module")
+def rootfs(image):
+    """The image's layers unpacked in order; removed afterwards (several GB)."""
+    assert os.geteuid() == 0, "this test needs root (tools/bazel runs tests as root in its Bazel root)"
+    _, manifest, _ = image
+    scratch = tempfile.mkdtemp(prefix="arr_trainer_rootfs_", dir=os.environ.get("TEST_TMPDIR"))
+    root = os.path.join(scratch, "rootfs")
+    os.mkdir(root)
+    try:
+        for layer in manifest["layers"]:
+            assert layer["mediaType"] in LAYER_TYPES, layer["mediaType"]
+            compress = ["-z"] if layer["mediaType"].endswith("+gzip") else []
+            subprocess.run(["tar", "-x", *compress, "-f", blob_path(layer["digest"]), "-C", root,
+                            "--numeric-owner", "--same-owner", "--same-permissions", "--keep-directory-symlink"],
+                           check=True)
+        whiteouts = [os.path.join(d, n) for d, _, names in os.walk(root) for n in names if n.startswith(".wh.")]
+        assert not whiteouts, f"whiteouts are not handled by this test: {whiteouts[:5]}"
+        for where in ("proc", "dev", "tmp"):
+            os.makedirs(os.path.join(root, where), exist_ok=True)
+        yield root
+    finally:
+        leftover = mounts_under(scratch)
+        assert not leftover, f"mounts left under {scratch}: {leftover}; not removing it"
+        shutil.rmtree(scratch)
+
+
+def run_in_image(root: str, config: dict, argv: list[str], extra_env: dict | None = None,
+                 timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run argv inside the image like a runtime: config Env (+ extra), WorkingDir, User."""
+    settings = config["config"]
+    uid, gid, home = resolve_user(root, settings.get("User", ""))
+    env = dict(item.split("=", 1) for item in settings.get("Env", []))
+    env.setdefault("HOME", home)  # what runtimes add from /etc/passwd
+    env.update(extra_env or {})
+    spec = {"root": root, "workdir": settings.get("WorkingDir") or "/", "uid": uid, "gid": gid,
+            "argv": argv, "env": env}
+    return subprocess.run(
+        [shutil.which("unshare"), "--mount", "--pid", "--fork", "--kill-child", "--",
+         sys.executable, "-I", "-c", ENTER, json.dumps(spec)],
+        capture_output=True, text=True, timeout=timeout, env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")})
+
+
+def test_skopeo_reads_the_full_layout(image):
+    digest, manifest, _ = image
+    skopeo = shutil.which("skopeo")
+    assert skopeo, "skopeo is not installed (tools/bazel-root/packages.txt)"
+    info = json.loads(subprocess.run([skopeo, "inspect", f"oci:{LAYOUT}:latest"],
+                                     check=True, capture_output=True, text=True).stdout)
+    assert info["Digest"] == digest
+    assert info["Layers"] == [layer["digest"] for layer in manifest["layers"]]
+
+
+def test_config_runs_the_entry_point_with_the_production_config(image):
+    settings = image[2]["config"]
+    assert settings["Entrypoint"] == ["/usr/bin/python3", "-m", "ARR_COC.Training.entrypoint"]
+    assert settings["Cmd"] == ["--config", "ARR_COC/Training/configs/vertex.toml"]
+    env = dict(item.split("=", 1) for item in settings["Env"])
+    assert env["PYTHONUNBUFFERED"] == "1" and env["CUDA_VISIBLE_DEVICES"] == "0" and env["LANG"] == "C.UTF-8"
+    assert settings["User"] == "65532:65532"  # distroless nonroot; see Stack/BUILD.bazel
+
+
+def test_production_config_resolves_from_the_working_directory(rootfs, image):
+    workdir = image[2]["config"]["WorkingDir"]
+    relative = image[2]["config"]["Cmd"][1]
+    assert os.path.isfile(os.path.join(rootfs, workdir.lstrip("/"), relative))
+
+
+def test_torch_accelerate_and_arr_coc_import(rootfs, image):
+    code = ("import os, sys, torch, accelerate, ARR_COC, ARR_COC.Training.entrypoint, ARR_COC.Training.train; "
+            "print(sys.executable, torch.__version__, accelerate.__version__, ARR_COC.__file__, os.getuid(), os.getcwd())")
+    result = run_in_image(rootfs, image[2], ["/usr/bin/python3", "-c", code])
+    assert result.returncode == 0, result.stderr[-4000:]
+    executable, torch_version, _, arr_coc, uid, cwd = result.stdout.split()
+    assert executable == "/usr/bin/python3"
+    assert int(uid) == resolve_user(rootfs, image[2]["config"].get("User", ""))[0]
+    assert cwd == image[2]["config"]["WorkingDir"]
+    assert "+cu" in torch_version or torch_version[0].isdigit()
+    assert arr_coc == "/app/ARR_COC/__init__.py"
+
+
+def test_entry_point_trains_one_step_and_writes_a_checkpoint(rootfs, image):
+    settings = image[2]["config"]
+    output = "/tmp/arr_trainer_smoke"
+    result = run_in_image(rootfs, image[2], [*settings["Entrypoint"], "--max-steps", "1"],
+                          {"OUTPUT_DIR": output, "HF_HUB_OFFLINE": "1"})
+    assert result.returncode == 0, (result.stdout[-3000:], result.stderr[-4000:])
+    checkpoint = os.path.join(rootfs, output.lstrip("/"), "checkpoints", "step-00000001")
+    assert os.path.isfile(os.path.join(checkpoint, "COMPLETE")), result.stdout[-3000:]
+    assert os.path.getsize(os.path.join(checkpoint, "state.pt")) > 0
+    events = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert any(e.get("event") == "checkpoint" for e in events), result.stdout[-3000:]
