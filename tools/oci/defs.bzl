@@ -175,28 +175,62 @@ def _runfiles_line(file):
     rpath = short[3:] if short.startswith("../") else "_main/" + short
     return "%s\t%s" % (rpath, file.path)
 
-def _empty_line(path):
-    """Bazel's generated empty `__init__.py` files: only first-party ones are
-    wanted (in a wheel repo they would make site-packages itself a package)."""
-    if path.startswith("../"):
-        return None
-    return "_main/%s\t" % path
+# Mirrors tools/oci/py_layers.py (APP_GROUPS, HEAVY_WHEELS, wheel_name). Each
+# group's action gets only its own candidates, so editing ARR_COC reruns the
+# ARR_COC layer alone, not the multi-GB torch layer. The action runs with
+# --exclusive: a file this partition puts in the wrong group is an error there.
+_APP_GROUPS = (("ARR_COC/Training/", 5), ("", 4))
+_HEAVY_PREFIXES = ("nvidia_", "cuda_")
+_HEAVY_NAMES = ("torch", "triton")
+
+def _app_group(path):
+    for prefix, group in _APP_GROUPS:
+        if path.startswith(prefix):
+            return group
+    fail("unreachable")
+
+def _candidate_group(file, hub):
+    """The layer group a runfile can only belong to (py_layers.place decides
+    whether it is shipped at all)."""
+    short = file.short_path
+    if not short.startswith("../"):
+        return _app_group(short)
+    repo = short[3:].split("/")[0]
+    name = repo.replace("+", "~").split("~")[-1]
+    if name.startswith(hub + "_"):
+        name = name[len(hub) + 1:]
+    if name in _HEAVY_NAMES or name.startswith(_HEAVY_PREFIXES):
+        return 2
+    return 3
 
 def _py_image_layers_impl(ctx):
     runfiles = ctx.attr.binary[DefaultInfo].default_runfiles
     # The py_binary's launcher stub names the build host's interpreter: the
     # image runs its sources with its own Python instead.
     launcher = ctx.attr.binary[DefaultInfo].files_to_run.executable
-    manifest = ctx.actions.declare_file(ctx.label.name + "/runfiles.manifest")
-    lines = ctx.actions.args()
-    lines.set_param_file_format("multiline")
-    lines.add_all(runfiles.files, map_each = _runfiles_line)
-    lines.add_all(runfiles.empty_filenames, map_each = _empty_line)
-    ctx.actions.write(manifest, lines)
+
+    # Partition the runfiles by group (one flattening of the binary's runfiles,
+    # at analysis time): a group's action depends only on its own files.
+    files = {group: [] for group in ctx.attr.groups}
+    lines = {group: [] for group in ctx.attr.groups}
+    for file in runfiles.files.to_list():
+        group = _candidate_group(file, ctx.attr.hub)
+        if group in files:
+            files[group].append(file)
+            lines[group].append(_runfiles_line(file))
+    # Bazel's generated empty `__init__.py` files: only first-party ones are
+    # wanted (in a wheel repo they would make site-packages itself a package).
+    for path in runfiles.empty_filenames.to_list():
+        if not path.startswith("../"):
+            group = _app_group(path)
+            if group in lines:
+                lines[group].append("_main/%s\t" % path)
 
     blobs, sidecars, listings = [], [], []
     for group in ctx.attr.groups:
         stem = "%s/%d_%s" % (ctx.label.name, group, _GROUPS[group])
+        manifest = ctx.actions.declare_file(stem + ".manifest")
+        ctx.actions.write(manifest, "".join([line + "\n" for line in sorted(lines[group])]))
         blob = ctx.actions.declare_file(stem + ".tar.gz")
         sidecar = ctx.actions.declare_file(stem + ".tar.gz.json")
         listing = ctx.actions.declare_file(stem + ".txt")
@@ -208,12 +242,13 @@ def _py_image_layers_impl(ctx):
         args.add("--out", blob)
         args.add("--listing", listing)
         args.add("--drop", "_main/" + launcher.short_path)
+        args.add("--exclusive")
         if ctx.attr.pyc:
             args.add("--pyc")
         ctx.actions.run(
             executable = ctx.executable._tool,
             arguments = [args],
-            inputs = depset([manifest], transitive = [runfiles.files]),
+            inputs = [manifest] + files[group],
             outputs = [blob, sidecar, listing],
             mnemonic = "OciPyLayer",
             progress_message = "Writing layer %d (%s) of %%{label}" % (group, _GROUPS[group]),

@@ -109,9 +109,15 @@ def read_manifest(path: str) -> list[tuple[str, str]]:
     return pairs
 
 
-def group_entries(pairs, group: int, hub: str = "pypi") -> tuple[list[Entry], list[tuple[str, str]]]:
+def group_entries(pairs, group: int, hub: str = "pypi",
+                  exclusive: bool = False) -> tuple[list[Entry], list[tuple[str, str]]]:
     """(entries of `group`, [(path, reason) dropped]); later runfiles with the
-    same destination are refused by write_layer as duplicates."""
+    same destination are refused by write_layer as duplicates.
+
+    `exclusive`: the manifest holds only this group's candidates (the rule
+    partitions runfiles so that an edit in one group does not rerun the
+    others); a file that belongs to another group is an error, never skipped,
+    so a disagreement between the rule's partition and `place` cannot lose it."""
     entries, dropped = [], []
     for rpath, real in sorted(pairs):
         where = place(rpath, hub)
@@ -119,6 +125,9 @@ def group_entries(pairs, group: int, hub: str = "pypi") -> tuple[list[Entry], li
             dropped.append((rpath, "not shipped (outside site-packages / main repo)"))
             continue
         if where.group != group:
+            if exclusive:
+                raise layout.LayerError(f"{rpath}: belongs to group {where.group}, but was given to "
+                                        f"group {group} (tools/oci/defs.bzl _candidate_group disagrees)")
             continue
         if not real:
             entries.append(Entry.file(where.dest, data=b""))
@@ -182,10 +191,12 @@ def main(argv=None) -> int:
     parser.add_argument("--pyc", action="store_true", help="add deterministic .pyc")
     parser.add_argument("--listing", help="also write the sorted path listing here")
     parser.add_argument("--drop", action="append", default=[], help="runfiles path not to ship")
+    parser.add_argument("--exclusive", action="store_true",
+                        help="the manifest holds only this group's files: refuse any other group's")
     args = parser.parse_args(argv)
     started = time.monotonic()
     pairs = [(r, p) for r, p in read_manifest(args.manifest) if r not in set(args.drop)]
-    entries, _dropped = group_entries(pairs, args.group, args.hub)
+    entries, _dropped = group_entries(pairs, args.group, args.hub, exclusive=args.exclusive)
     if args.pyc:
         entries = with_pyc(entries)
     info = layout.write_layer(entries, args.out)

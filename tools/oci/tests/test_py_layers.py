@@ -142,3 +142,12 @@ def test_identical_namespace_inits_are_merged_different_ones_refused(tmp_path):
     assert [e.path for e in entries] == [f"{DP}/cuda/__init__.py"]
     with pytest.raises(layout.LayerError, match="different content"):
         py_layers.group_entries(pairs + [("pypi_cuda_x/site-packages/cuda/__init__.py", str(c))], 2)
+
+
+def test_exclusive_refuses_files_of_another_group(tmp_path):
+    pairs = _runfiles(tmp_path)
+    for group in (2, 3, 4, 5):
+        mine = [(r, p) for r, p in pairs if (py_layers.place(r) or py_layers.Placement(group, "")).group == group]
+        assert py_layers.group_entries(mine, group, exclusive=True)[0] == py_layers.group_entries(pairs, group)[0]
+    with pytest.raises(layout.LayerError, match="belongs to group"):
+        py_layers.group_entries(pairs, 2, exclusive=True)
