@@ -53,7 +53,7 @@ def build(environ=os.environ, run=subprocess.run) -> tuple[str, str]:
     built = run(bazel + ["build", IMAGE, DIGEST], cwd=root, stdout=sys.stderr)
     if built.returncode != 0:
         raise ImageBuildError(f"`tools/bazel build {IMAGE}` failed (exit {built.returncode}); see the log above")
-    query = run(bazel + ["cquery", "--output=files", IMAGE, DIGEST], cwd=root,
+    query = run(bazel + ["cquery", "--output=files", f"{IMAGE} + {DIGEST}"], cwd=root,
                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     if query.returncode != 0:
         raise ImageBuildError(f"`tools/bazel cquery {IMAGE}` failed (exit {query.returncode})")
