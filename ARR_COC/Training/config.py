@@ -19,7 +19,7 @@ SMOKE_TOML = """
 # points at them), synthetic data, CPU, a couple of minutes.
 base_model = "tiny"
 dataset = "synthetic"
-image_size = 128
+image_size = 256
 num_visual_tokens = 4
 synthetic_train_size = 2048
 synthetic_eval_size = 128
@@ -49,7 +49,7 @@ class TrainConfig:
     eval_split: str = "validation"
     synthetic_train_size: int = 4096
     synthetic_eval_size: int = 256
-    image_size: int = 128
+    image_size: int = 256
     num_visual_tokens: int = 4
     max_question_tokens: int = 48
     max_answer_tokens: int = 8

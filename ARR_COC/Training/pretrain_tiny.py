@@ -23,9 +23,14 @@ from ARR_COC.backbone import build_tiny_model, load_backbone
 from ARR_COC.preprocess import collate
 from ARR_COC.Training.synthetic import SyntheticVQA
 
-IMAGE_SIZE = 128          # 4 x 4 = 16 merged visual tokens
+IMAGE_SIZE = 256          # 8 x 8 = 64 merged visual tokens
 SEED = 1234
 DATA_SEED = 99            # pretraining images differ from the selector's training set (seed 0)
+EVAL_SEED = 98            # held-out images for the all-token accuracy printed at the end
+# Curriculum: the run is cut into equal phases; within a phase, sample i has
+# phase[i % len(phase)] objects (0 = a single-colour image, which teaches the
+# colour words before the model must find the square among distractors).
+PHASES = ("0111", "1223", "2333", "2333")
 
 
 def full_image_inputs(backbone, batch: dict) -> dict:
@@ -38,12 +43,37 @@ def full_image_inputs(backbone, batch: dict) -> dict:
     return {**inputs, "pixel_values": batch["pixel_values"], "image_grid_thw": batch["image_grid_thw"]}
 
 
+def curriculum(steps: int, batch_size: int):
+    """Objects in pretraining sample i (see PHASES)."""
+    def objects(index: int) -> int:
+        phase = PHASES[min(len(PHASES) - 1, (index // batch_size) * len(PHASES) // steps)]
+        return int(phase[index % len(phase)])
+
+    return objects
+
+
+@torch.no_grad()
+def all_token_accuracy(model, backbone, samples: int = 256, batch_size: int = 32) -> float:
+    """Share of held-out synthetic samples whose first answer token is right, every visual token given."""
+    dataset = SyntheticVQA(samples, EVAL_SEED, IMAGE_SIZE, backbone.cell_pixels)
+    correct = 0
+    for start in range(0, samples, batch_size):
+        batch = collate([dataset[i] for i in range(start, min(samples, start + batch_size))], backbone, IMAGE_SIZE)
+        inputs = full_image_inputs(backbone, batch)
+        logits = model(**inputs, use_cache=False).logits
+        first = (inputs["labels"] != sequences.IGNORE).int().argmax(dim=1)
+        rows = torch.arange(len(first))
+        correct += int((logits[rows, first - 1].argmax(-1) == inputs["labels"][rows, first]).sum())
+    return correct / samples
+
+
 def pretrain(steps: int, batch_size: int, learning_rate: float, log=print) -> torch.nn.Module:
     """Train every backbone weight on the synthetic task; returns the model (eval mode)."""
     torch.manual_seed(SEED)
     backbone = load_backbone("tiny", IMAGE_SIZE, seed=SEED)
     model = build_tiny_model(seed=SEED).train()
-    dataset = SyntheticVQA(steps * batch_size, DATA_SEED, IMAGE_SIZE, backbone.cell_pixels, warmup=True)
+    dataset = SyntheticVQA(steps * batch_size, DATA_SEED, IMAGE_SIZE, backbone.cell_pixels,
+                           objects=curriculum(steps, batch_size))
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.01)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, learning_rate, total_steps=steps, pct_start=0.1)
     started = time.time()
@@ -58,13 +88,18 @@ def pretrain(steps: int, batch_size: int, learning_rate: float, log=print) -> to
         if step % 25 == 0 or step == steps - 1:
             log(json.dumps({"pretrain_step": step, "loss": round(output.loss.item(), 4),
                             "seconds": round(time.time() - started, 1)}))
-    return model.eval()
+    model.eval()
+    accuracy = all_token_accuracy(model, backbone)
+    log(json.dumps({"pretrain_done": steps, "all_token_accuracy": accuracy,
+                    "seconds": round(time.time() - started, 1)}))
+    model.all_token_accuracy = accuracy
+    return model
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", required=True, help="safetensors file to write")
-    parser.add_argument("--steps", type=int, default=800)
+    parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--learning-rate", type=float, default=3e-3)
     parser.add_argument("--threads", type=int, default=2)
@@ -74,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     from safetensors.torch import save_file
 
     state = {name: tensor.contiguous() for name, tensor in model.state_dict().items()}
-    save_file(state, args.output, metadata={"steps": str(args.steps), "seed": str(SEED)})
+    save_file(state, args.output, metadata={"steps": str(args.steps), "seed": str(SEED),
+                                                  "all_token_accuracy": str(model.all_token_accuracy)})
     return 0
 
 

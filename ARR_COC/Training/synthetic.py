@@ -1,10 +1,20 @@
 """A deterministic synthetic VQA set whose relevant patches are known.
 
-Each image holds a few shapes of distinct kinds and colours on a dark
-background; the question names one shape ("what colour is the circle ?") and
-the answer is its colour. The cells (merged-token squares) covered by that
-shape are the relevant ones, so a selector's recall@K can be measured.
-Sample i depends only on (seed, i).
+Each image (dark background, 8 x 8 merged-token cells at 256 px) holds the
+named object, a square, and distractors of other shapes and other colours;
+every object lies inside its own token cell. The question is "what colour is
+the square ?" and the answer is its colour, so a model that looks at the
+wrong cells answers with a distractor's colour (or guesses). The cells the
+square covers are the relevant ones, so a selector's recall@K can be
+measured. Sample i depends only on (seed, i).
+
+Why the square is always the one asked about: a question that names any of
+the four shapes needs the tiny 2-layer language model to bind the shape word
+to the matching visual token (two attention hops); pretrained for the few
+hundred steps a cached build step affords, it stayed at chance among the
+colours present (0.3-0.5), so no selector could show an effect on it. With
+the square always named, the backbone reaches high accuracy on all tokens and
+the selector still has to find the square among distractors (docs/training.md).
 """
 
 from __future__ import annotations
@@ -14,12 +24,14 @@ import torch
 from PIL import Image, ImageDraw
 
 SHAPES = ("square", "circle", "triangle", "cross")
+NAMED_SHAPE = "square"
 COLOURS = {
     "red": (220, 40, 40), "green": (40, 200, 60), "blue": (50, 80, 230),
     "yellow": (230, 220, 50), "purple": (160, 60, 200), "orange": (240, 140, 30),
 }
 BACKGROUND = (20, 20, 24)
 RELEVANT_FRACTION = 0.05  # a cell is relevant when the named shape covers at least 5 % of it
+NUM_OBJECTS = 3           # the square and two distractors
 
 
 def draw_shape(draw: ImageDraw.ImageDraw, shape: str, box: tuple[int, int, int, int], fill) -> None:
@@ -38,14 +50,16 @@ def draw_shape(draw: ImageDraw.ImageDraw, shape: str, box: tuple[int, int, int, 
         raise ValueError(f"unknown shape {shape!r}; known: {SHAPES}")
 
 
-def place_boxes(rng: np.random.Generator, count: int, image_size: int, side: int) -> list[tuple]:
-    """Non-overlapping square boxes (with a gap), by rejection sampling."""
-    boxes: list[tuple] = []
-    while len(boxes) < count:
-        left, top = (int(v) for v in rng.integers(0, image_size - side, size=2))
-        box = (left, top, left + side - 1, top + side - 1)
-        if all(left > b[2] + 4 or b[0] > box[2] + 4 or top > b[3] + 4 or b[1] > box[3] + 4 for b in boxes):
-            boxes.append(box)
+def place_in_cells(rng: np.random.Generator, count: int, image_size: int, cell_pixels: int) -> list[tuple]:
+    """`count` boxes, each inside a distinct token cell, of side 5/8 to ~9/10 of a cell, jittered."""
+    grid = image_size // cell_pixels
+    boxes = []
+    for cell in rng.choice(grid * grid, size=count, replace=False):
+        row, column = divmod(int(cell), grid)
+        side = int(rng.integers(cell_pixels * 5 // 8, cell_pixels - 3))
+        dx, dy = (int(v) for v in rng.integers(1, cell_pixels - side, size=2))
+        left, top = column * cell_pixels + dx, row * cell_pixels + dy
+        boxes.append((left, top, left + side - 1, top + side - 1))
     return boxes
 
 
@@ -56,52 +70,57 @@ def relevant_cells(mask: np.ndarray, cell_pixels: int) -> np.ndarray:
     return (coverage >= RELEVANT_FRACTION).reshape(-1)
 
 
-def make_sample(seed: int, index: int, image_size: int, cell_pixels: int, num_objects: int = 3) -> dict:
-    """One image, question, answer and relevant-cell mask, fixed by (seed, index)."""
+def make_sample(seed: int, index: int, image_size: int, cell_pixels: int, num_objects: int = NUM_OBJECTS) -> dict:
+    """One image, question, answer and relevant-cell mask, fixed by (seed, index).
+
+    The square plus num_objects - 1 distractors, all shapes and colours distinct.
+    """
     rng = np.random.default_rng([seed, index])
-    shapes = [SHAPES[i] for i in rng.permutation(len(SHAPES))[:num_objects]]
+    others = [shape for shape in SHAPES if shape != NAMED_SHAPE]
+    shapes = [NAMED_SHAPE] + [others[i] for i in rng.permutation(len(others))[:num_objects - 1]]
     colour_names = list(COLOURS)
     colours = [colour_names[i] for i in rng.permutation(len(colour_names))[:num_objects]]
-    side = cell_pixels
-    boxes = place_boxes(rng, num_objects, image_size, side)
+    boxes = place_in_cells(rng, num_objects, image_size, cell_pixels)
     image = Image.new("RGB", (image_size, image_size), BACKGROUND)
     draw = ImageDraw.Draw(image)
     for shape, colour, box in zip(shapes, colours, boxes):
         draw_shape(draw, shape, box, COLOURS[colour])
-    target = int(rng.integers(num_objects))
     mask = Image.new("L", (image_size, image_size), 0)
-    draw_shape(ImageDraw.Draw(mask), shapes[target], boxes[target], 255)
+    draw_shape(ImageDraw.Draw(mask), NAMED_SHAPE, boxes[0], 255)
     return {
         "image": image,
-        "question": f"what colour is the {shapes[target]} ?",
-        "answer": colours[target],
+        "question": f"what colour is the {NAMED_SHAPE} ?",
+        "answer": colours[0],
         "relevant": relevant_cells(np.asarray(mask) > 0, cell_pixels),
     }
 
 
-def make_warmup_sample(seed: int, index: int, image_size: int, cell_pixels: int) -> dict:
-    """Easier samples that teach a fresh backbone colour words and looking at objects.
-
-    One in five images is a single colour; the rest hold 1, 2 or 3 shapes. The
-    tiny backbone pretrained only on 3-shape images stayed at chance within
-    the few hundred steps a cached build step can afford.
-    """
+def make_single_colour_sample(seed: int, index: int, image_size: int, cell_pixels: int) -> dict:
+    """The whole image one colour: every visual token carries the answer (teaches colour words)."""
     rng = np.random.default_rng([seed, index, 1])
-    if rng.random() < 0.2:
-        colour = list(COLOURS)[int(rng.integers(len(COLOURS)))]
-        shape = SHAPES[int(rng.integers(len(SHAPES)))]
-        return {"image": Image.new("RGB", (image_size, image_size), COLOURS[colour]),
-                "question": f"what colour is the {shape} ?", "answer": colour,
-                "relevant": np.ones((image_size // cell_pixels) ** 2, dtype=bool)}
-    return make_sample(seed, index, image_size, cell_pixels, num_objects=1 + index % 3)
+    colour = list(COLOURS)[int(rng.integers(len(COLOURS)))]
+    return {"image": Image.new("RGB", (image_size, image_size), COLOURS[colour]),
+            "question": f"what colour is the {NAMED_SHAPE} ?", "answer": colour,
+            "relevant": np.ones((image_size // cell_pixels) ** 2, dtype=bool)}
+
+
+def make_curriculum_sample(seed: int, index: int, image_size: int, cell_pixels: int, num_objects: int) -> dict:
+    """num_objects = 0: a single-colour image; else make_sample with that many objects."""
+    if num_objects == 0:
+        return make_single_colour_sample(seed, index, image_size, cell_pixels)
+    return make_sample(seed, index, image_size, cell_pixels, num_objects)
 
 
 class SyntheticVQA(torch.utils.data.Dataset):
-    """`size` samples of the synthetic task; sample i is the same on every machine and run."""
+    """`size` samples of the synthetic task; sample i is the same on every machine and run.
 
-    def __init__(self, size: int, seed: int, image_size: int, cell_pixels: int, warmup: bool = False):
+    `objects` is the number of objects per image, or a function of the sample
+    index (a pretraining curriculum; 0 = a single-colour image).
+    """
+
+    def __init__(self, size: int, seed: int, image_size: int, cell_pixels: int, objects=NUM_OBJECTS):
         self.size, self.seed, self.image_size, self.cell_pixels = size, seed, image_size, cell_pixels
-        self.make = make_warmup_sample if warmup else make_sample
+        self.objects = objects
 
     def __len__(self) -> int:
         return self.size
@@ -109,4 +128,5 @@ class SyntheticVQA(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> dict:
         if not 0 <= index < self.size:
             raise IndexError(index)
-        return self.make(self.seed, index, self.image_size, self.cell_pixels)
+        count = self.objects(index) if callable(self.objects) else self.objects
+        return make_curriculum_sample(self.seed, index, self.image_size, self.cell_pixels, count)

@@ -9,6 +9,8 @@ from ARR_COC.Training import checkpoint
 from ARR_COC.Training.config import load_config
 from ARR_COC.Training.train import run
 
+STEPS = 40  # selector steps in the learning test
+
 
 def config_for(tmp_path, backbone, **overrides):
     values = {"tiny_backbone_weights": backbone, "output_dir": str(tmp_path), "synthetic_train_size": 1024,
@@ -23,31 +25,42 @@ def losses(stream: io.StringIO) -> list[float]:
     return [row["loss"] for row in map(json.loads, stream.getvalue().splitlines()) if "loss" in row]
 
 
-def held_out_loss(model, config) -> float:
-    """Answer loss with the hard top-K mask on 64 fixed evaluation samples (no sampling noise)."""
+def held_out(model, config) -> tuple[float, float]:
+    """(answer loss, recall@K) with K tokens really kept, on 64 fixed held-out samples (no sampling noise)."""
     from ARR_COC.preprocess import collate
+    from ARR_COC.Training.metrics import recall_at_k
     from ARR_COC.Training.synthetic import SyntheticVQA
 
     samples = SyntheticVQA(64, 777, config.image_size, model.backbone.cell_pixels)
+    loss = recall = 0.0
     with torch.no_grad():
-        return sum(model(collate([samples[i + j] for j in range(16)], model.backbone, config.image_size),
-                         "train")["loss"].item() for i in range(0, 64, 16)) / 4
+        for start in range(0, 64, 16):
+            batch = collate([samples[start + j] for j in range(16)], model.backbone, config.image_size)
+            output = model(batch, "select")
+            loss += output["loss"].item() / 4
+            recall += recall_at_k(output["kept"], batch["relevant"]) / 4
+    return loss, recall
 
 
-@pytest.mark.xfail(strict=True, reason="known gap: the 800-step tiny backbone answers the 3-shape task at chance "
-                   "(0.32 with all tokens), so 60 selector steps raise recall@K but not the held-out loss "
-                   "(measured 1.14 -> 1.25); see docs/training.md")
+@pytest.mark.xfail(strict=True, reason="known gap: the backbone now answers the square task at 0.89 with all "
+                   "tokens, but the straight-through selector does not yet learn to keep the square's cell "
+                   "(held-out, K=4 of 64: loss 0.83 -> 0.79 and recall@4 0.44 -> 0.56 after 40 steps; "
+                   "worse after 64 steps or at lr 1e-2); see docs/training.md")
 def test_short_selector_run_lowers_the_loss(tmp_path, pretrained_backbone_path):
+    """A fresh selector keeps arbitrary cells; a short run learns to keep the square's."""
     from ARR_COC.backbone import load_backbone
     from ARR_COC.integration import build_model, load_selector
 
-    config = config_for(tmp_path, pretrained_backbone_path, max_steps=60, learning_rate=3e-3)
+    config = config_for(tmp_path, pretrained_backbone_path, max_steps=STEPS, learning_rate=3e-3)
     untrained = build_model(load_backbone("tiny", config.image_size, pretrained_backbone_path),
                             config.num_visual_tokens, config.image_size, config.seed)
-    before = held_out_loss(untrained, config)
+    loss_before, recall_before = held_out(untrained, config)
     run(config, io.StringIO())
-    after = held_out_loss(load_selector(str(tmp_path / "model"), weights_path=pretrained_backbone_path), config)
-    assert after < before - 0.02, f"held-out loss did not fall: {before:.3f} -> {after:.3f}"
+    trained = load_selector(str(tmp_path / "model"), weights_path=pretrained_backbone_path)
+    loss_after, recall_after = held_out(trained, config)
+    figures = f"loss {loss_before:.3f} -> {loss_after:.3f}, recall@K {recall_before:.2f} -> {recall_after:.2f}"
+    assert loss_after < 0.6 * loss_before, f"held-out loss did not fall enough: {figures}"
+    assert recall_after > recall_before + 0.3, f"the selector did not learn where to look: {figures}"
 
 
 def selector_weights(root) -> dict:
