@@ -1,11 +1,22 @@
 """Keep K visual tokens, with a selection that the loss can train.
 
 A straight-through gate on the kept tokens alone gives the unkept ones no
-signal and stays at chance (QWEN3VL.md). So during training all N tokens go
-to the language model, each multiplied by a mask whose forward value is the
-hard top-K indicator and whose gradient is that of a softmax over all N
-scores (`hard + p - p.detach()`): every token, kept or not, learns whether it
-would have helped. At evaluation the unkept tokens are really dropped.
+signal and stays at chance (QWEN3VL.md). Two training signals that reach the
+unkept tokens are offered (`allocator` in the selector config):
+
+- "reinforce" (default): sample K tokens without replacement from
+  softmax(scores / temperature) (Gumbel top-K), really keep only those, and
+  push up the log-probability of the sample in proportion to how much better
+  than the batch mean its answer loss was (REINFORCE, reward = -loss,
+  batch-mean baseline). The gradient is unbiased for the loss of the hard
+  selection the model is evaluated with;
+- "straight_through": all N tokens go to the language model, each multiplied
+  by a mask whose forward value is the hard top-K indicator and whose
+  gradient is that of a softmax over all N scores (`hard + p - p.detach()`).
+  On the square task with the pretrained tiny backbone it made the held-out
+  loss worse (docs/training.md), so it is kept only as an option.
+
+At evaluation the unkept tokens are really dropped (deterministic top-K).
 """
 
 from __future__ import annotations
@@ -36,3 +47,34 @@ def random_indices(batch: int, n: int, k: int, generator: torch.Generator | None
     """[B, K] uniformly random distinct tokens in raster order (the benchmark's baseline)."""
     noise = torch.rand(batch, n, generator=generator)
     return top_k_indices(noise, k)
+
+
+def gumbel_top_k(scores: torch.Tensor, k: int, temperature: float = 1.0,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+    """[B, K] a sample of K distinct tokens from softmax(scores / temperature), in sampling order."""
+    if not 0 < k <= scores.shape[1]:
+        raise ValueError(f"cannot keep {k} of {scores.shape[1]} visual tokens")
+    uniform = torch.rand(scores.shape, generator=generator).to(scores.device).clamp(1e-9, 1 - 1e-9)
+    gumbel = -torch.log(-torch.log(uniform))
+    return (scores.detach() / temperature + gumbel).topk(k, dim=1).indices
+
+
+def sample_log_prob(scores: torch.Tensor, order: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """[B] Plackett-Luce log-probability of drawing `order` [B, K] (without replacement) from the scores."""
+    logits = scores / temperature
+    taken = torch.zeros_like(logits, dtype=torch.bool)
+    total = logits.new_zeros(logits.shape[0])
+    for j in range(order.shape[1]):
+        pick = order[:, j:j + 1]
+        total = total + logits.gather(1, pick).squeeze(1) - logits.masked_fill(taken, float("-inf")).logsumexp(1)
+        taken = taken.scatter(1, pick, True)
+    return total
+
+
+def reinforce_surrogate(scores: torch.Tensor, order: torch.Tensor, losses: torch.Tensor,
+                        temperature: float = 1.0) -> torch.Tensor:
+    """Scalar whose gradient is the REINFORCE estimate (reward -loss, batch-mean baseline); value 0."""
+    losses = losses.detach()
+    advantage = losses - losses.mean()
+    surrogate = (advantage * sample_log_prob(scores, order, temperature)).mean()
+    return surrogate - surrogate.detach()

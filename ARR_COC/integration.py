@@ -6,8 +6,10 @@ patches + image_grid_thw). Selection happens on its merged tokens
 language model gets them through `mm_encoder_outputs` with hand-built M-RoPE
 positions (see sequences.py). Modes:
 
-- "train": all N placeholders, each token scaled by the straight-through
-  top-K mask (attending.py), so unkept tokens get a learning signal;
+- "train": with the "reinforce" allocator, K tokens sampled from the scores
+  (Gumbel top-K) really kept, and the returned loss carries the REINFORCE
+  gradient to the scores; with "straight_through", all N placeholders, each
+  token scaled by the straight-through top-K mask (attending.py);
 - "select": the K best tokens really kept (evaluation, inference);
 - "random": K random tokens; "all": every token (benchmark baselines).
 """
@@ -28,6 +30,7 @@ from ARR_COC.knowing import InformationScorer, ParticipatoryScorer, Perspectival
 from ARR_COC.texture import CHANNELS, texture_map
 
 MODES = ("train", "select", "random", "all")
+ALLOCATORS = ("reinforce", "straight_through")
 SELECTOR_WEIGHTS = "selector.safetensors"
 SELECTOR_CONFIG = "selector_config.json"
 
@@ -42,6 +45,7 @@ class SelectorConfig:
     image_size: int
     base_model: str
     temperature: float = 1.0
+    allocator: str = "reinforce"
     texture_channels: tuple[str, ...] = CHANNELS
 
 
@@ -81,6 +85,9 @@ class ARRCOC(nn.Module):
         self.language_vision_model = backbone.model
         self.selector = Selector(config)
         self.template = sequences.ChatTemplate.from_tokenizer(backbone.tokenizer)
+        # Draws the "reinforce" allocator's samples; its own generator (not the global one, which
+        # data loaders also draw from) so that a checkpoint can save it and a resumed run repeat them.
+        self.sampling = torch.Generator()
 
     @property
     def num_visual_tokens(self) -> int:
@@ -122,6 +129,9 @@ class ARRCOC(nn.Module):
         k = self.num_visual_tokens
         everything = torch.arange(n, device=scores.device).expand(batch, -1)
         if mode == "train":
+            if self.selector.config.allocator == "reinforce":
+                return attending.gumbel_top_k(scores, k, self.selector.config.temperature,
+                                              generator or self.sampling), None
             return everything, attending.straight_through_mask(scores, k, self.selector.config.temperature)
         if mode == "select":
             return attending.top_k_indices(scores, k), None
@@ -154,8 +164,13 @@ class ARRCOC(nn.Module):
         inputs = {name: value.to(scores.device) for name, value in inputs.items()}
         output = self.language_vision_model(
             **inputs, mm_encoder_outputs=self.encoder_outputs(features, kept, scale), use_cache=False)
+        loss = output.loss
+        if mode == "train" and self.selector.config.allocator == "reinforce":
+            # Value: the answer loss of the sampled selection; gradient: REINFORCE on the scores.
+            loss = loss.detach() + attending.reinforce_surrogate(
+                scores, kept, per_sample_loss(output.logits, inputs["labels"]), self.selector.config.temperature)
         selected = attending.top_k_indices(scores, self.num_visual_tokens) if mode == "train" else kept
-        return {"loss": output.loss, "logits": output.logits, "inputs": inputs, "kept": selected,
+        return {"loss": loss, "logits": output.logits, "inputs": inputs, "kept": selected,
                 "scores": scores, "grid": features.grid}
 
     @torch.no_grad()
@@ -196,6 +211,15 @@ class ARRCOC(nn.Module):
             json.dump(asdict(self.selector.config), handle, indent=2)
 
 
+def per_sample_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """[B] mean next-token cross-entropy over each sample's answer tokens (labels -100 elsewhere)."""
+    shifted = labels[:, 1:]
+    token_loss = nn.functional.cross_entropy(logits[:, :-1].float().transpose(1, 2), shifted,
+                                             ignore_index=-100, reduction="none")
+    counts = (shifted != -100).sum(1).clamp_min(1)
+    return token_loss.sum(1) / counts
+
+
 def load_selector(directory: str, base_model: str | None = None, weights_path: str | None = None,
                   dtype: torch.dtype = torch.float32) -> ARRCOC:
     """Load a backbone plus an exported selector for evaluation or inference.
@@ -224,9 +248,14 @@ def load_selector(directory: str, base_model: str | None = None, weights_path: s
     return model.eval()
 
 
-def build_model(backbone: Backbone, num_visual_tokens: int, image_size: int, seed: int = 0) -> ARRCOC:
+def build_model(backbone: Backbone, num_visual_tokens: int, image_size: int, seed: int = 0,
+                allocator: str = "reinforce", temperature: float = 1.0) -> ARRCOC:
     """A fresh selector (seeded) around a loaded backbone."""
+    if allocator not in ALLOCATORS:
+        raise ValueError(f"allocator {allocator!r} is not one of {ALLOCATORS}")
     torch.manual_seed(seed)
     hidden = backbone.text_hidden_size
-    config = SelectorConfig(num_visual_tokens, hidden, hidden, image_size, backbone.name)
-    return ARRCOC(backbone, config)
+    config = SelectorConfig(num_visual_tokens, hidden, hidden, image_size, backbone.name, temperature, allocator)
+    model = ARRCOC(backbone, config)
+    model.sampling.manual_seed(seed)
+    return model

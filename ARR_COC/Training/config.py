@@ -25,7 +25,7 @@ synthetic_train_size = 2048
 synthetic_eval_size = 128
 batch_size = 16
 gradient_accumulation_steps = 2
-learning_rate = 3e-3
+learning_rate = 1e-2
 warmup_ratio = 0.1
 max_steps = 60
 save_every_n_steps = 20
@@ -51,6 +51,7 @@ class TrainConfig:
     synthetic_eval_size: int = 256
     image_size: int = 256
     num_visual_tokens: int = 4
+    allocator: str = "reinforce"
     max_question_tokens: int = 48
     max_answer_tokens: int = 8
     learning_rate: float = 1e-3
@@ -88,6 +89,7 @@ positive = (lambda v: v > 0, "an integer > 0")
 non_negative = (lambda v: v >= 0, "an integer >= 0 (0 = no limit / off)")
 CHECKS = {
     "dataset": (lambda v: v in ("synthetic", "vqav2"), "one of: synthetic, vqav2"),
+    "allocator": (lambda v: v in ("reinforce", "straight_through"), "one of: reinforce, straight_through"),
     "mixed_precision": (lambda v: v in ("auto", "no", "bf16", "fp16"), "one of: auto, no, bf16, fp16"),
     "image_size": (lambda v: v > 0 and v % 32 == 0, "a positive multiple of 32 (patch 16 x merge 2)"),
     "num_visual_tokens": positive, "batch_size": positive, "gradient_accumulation_steps": positive,

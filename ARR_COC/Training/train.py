@@ -97,7 +97,7 @@ def evaluate(model, dataset, config: TrainConfig, device, mode: str = "select", 
 def training_state(model, optimizer, scheduler, position: dict) -> dict:
     return {"selector": {k: v.detach().cpu() for k, v in model.selector.state_dict().items()},
             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "rng": checkpoint.rng_state(), "position": position}
+            "rng": checkpoint.rng_state(), "sampling": model.sampling.get_state(), "position": position}
 
 
 def run(config: TrainConfig, stream=sys.stdout) -> dict:
@@ -114,7 +114,8 @@ def run(config: TrainConfig, stream=sys.stdout) -> dict:
     logger = MetricsLogger(main_process, config, stream)
     dtype = torch.bfloat16 if accelerator.mixed_precision == "bf16" else torch.float32
     backbone = load_backbone(config.base_model, config.image_size, config.tiny_backbone_weights or None, dtype)
-    model = build_model(backbone, config.num_visual_tokens, config.image_size, config.seed)
+    model = build_model(backbone, config.num_visual_tokens, config.image_size, config.seed, config.allocator)
+    model.sampling.manual_seed(config.seed * 1000 + accelerator.process_index)  # distinct samples per process
     train_set, eval_set = data.build_datasets(config, backbone.cell_pixels)
     optimizer = torch.optim.AdamW(model.selector.parameters(), lr=config.learning_rate,
                                   weight_decay=config.weight_decay)
@@ -130,6 +131,8 @@ def run(config: TrainConfig, stream=sys.stdout) -> dict:
         optimizer.load_state_dict(resumed["optimizer"])
         scheduler.load_state_dict(resumed["scheduler"])
         checkpoint.restore_rng(resumed["rng"])
+        if "sampling" in resumed:
+            plain.sampling.set_state(resumed["sampling"])
         position = dict(resumed["position"])
         logger.log(position["step"], {"event": "resumed", "checkpoint_root": checkpoint_root(config)})
     stop_at = min(total, config.max_steps) if config.max_steps else total

@@ -34,3 +34,30 @@ def test_random_indices_are_distinct_and_sorted():
     assert kept.shape == (3, 4)
     for row in kept.tolist():
         assert row == sorted(set(row))
+
+
+def test_plackett_luce_log_probs_of_all_ordered_samples_sum_to_one():
+    import itertools
+
+    scores = torch.tensor([[0.3, -1.0, 2.0, 0.5]])
+    orders = list(itertools.permutations(range(4), 2))
+    total = sum(attending.sample_log_prob(scores, torch.tensor([order])).exp() for order in orders)
+    assert torch.allclose(total, torch.ones(1), atol=1e-6)
+
+
+def test_gumbel_top_k_draws_distinct_tokens_at_softmax_frequencies():
+    scores = torch.tensor([[0.0, 1.0, 2.0, -1.0]]).expand(4000, -1)
+    sample = attending.gumbel_top_k(scores, 1, generator=torch.Generator().manual_seed(0))
+    frequencies = torch.bincount(sample.flatten(), minlength=4).float() / 4000
+    assert torch.allclose(frequencies, torch.softmax(scores[0], 0), atol=0.03)
+    pairs = attending.gumbel_top_k(scores, 3, generator=torch.Generator().manual_seed(1))
+    assert all(len(set(row)) == 3 for row in pairs.tolist())
+
+
+def test_reinforce_raises_the_log_probability_of_the_better_sample():
+    scores = torch.zeros(2, 4, requires_grad=True)
+    order = torch.tensor([[0, 1], [2, 3]])
+    surrogate = attending.reinforce_surrogate(scores, order, torch.tensor([0.1, 2.0]))
+    assert surrogate.item() == 0.0
+    surrogate.backward()
+    assert scores.grad[0, 0] < 0 < scores.grad[1, 2], "descending must favour the low-loss sample's tokens"

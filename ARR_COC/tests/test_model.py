@@ -15,7 +15,9 @@ def model(tiny_backbone) -> ARRCOC:
     return build_model(tiny_backbone, K, IMAGE_SIZE, seed=0)
 
 
-def test_every_trainable_parameter_gets_a_gradient_and_the_backbone_none(model, tiny_batch):
+@pytest.mark.parametrize("allocator", ["reinforce", "straight_through"])
+def test_every_trainable_parameter_gets_a_gradient_and_the_backbone_none(tiny_backbone, tiny_batch, allocator):
+    model = build_model(tiny_backbone, K, IMAGE_SIZE, seed=0, allocator=allocator)
     model.train()
     model(tiny_batch, "train")["loss"].backward()
     trainable = dict(model.selector.named_parameters())
@@ -26,8 +28,11 @@ def test_every_trainable_parameter_gets_a_gradient_and_the_backbone_none(model, 
     assert all(not p.requires_grad and p.grad is None for p in backbone)
 
 
-@pytest.mark.parametrize("mode, visual_tokens", [("train", N), ("select", K), ("random", K), ("all", N)])
-def test_shapes_and_budget(model, tiny_batch, mode, visual_tokens):
+@pytest.mark.parametrize("allocator, mode, visual_tokens", [
+    ("reinforce", "train", K), ("straight_through", "train", N),
+    ("reinforce", "select", K), ("reinforce", "random", K), ("reinforce", "all", N)])
+def test_shapes_and_budget(tiny_backbone, tiny_batch, allocator, mode, visual_tokens):
+    model = build_model(tiny_backbone, K, IMAGE_SIZE, seed=0, allocator=allocator)
     output = model(tiny_batch, mode, torch.Generator().manual_seed(0))
     ids = output["inputs"]["input_ids"]
     image_pads = (ids == model.template.image_pad).sum(dim=1)
@@ -65,7 +70,25 @@ def test_all_tokens_equal_the_stock_qwen3vl_forward(model, tiny_batch):
     assert (stock.logits - output["logits"]).abs().max() < 1e-5
 
 
-def test_train_mode_zeroes_the_unkept_tokens(model, tiny_batch):
+def test_unknown_allocator_is_refused(tiny_backbone):
+    with pytest.raises(ValueError, match="reinforce"):
+        build_model(tiny_backbone, K, IMAGE_SIZE, allocator="gumbel")
+
+
+def test_reinforce_train_mode_really_keeps_k_sampled_tokens_and_value_is_the_answer_loss(tiny_backbone, tiny_batch):
+    model = build_model(tiny_backbone, K, IMAGE_SIZE, seed=0, allocator="reinforce")
+    features = model.encode_images(tiny_batch["pixel_values"], tiny_batch["image_grid_thw"])
+    kept, scale = model.kept_tokens(model.scores(tiny_batch, features), "train")
+    assert scale is None and kept.shape == (3, K)
+    assert all(len(set(row)) == K for row in kept.tolist())
+    output = model(tiny_batch, "train", torch.Generator().manual_seed(3))
+    again = model(tiny_batch, "train", torch.Generator().manual_seed(3))
+    assert torch.equal(output["loss"], again["loss"])
+
+
+def test_train_mode_zeroes_the_unkept_tokens(tiny_backbone, tiny_batch):
+    """The straight-through allocator: all N rows go in, only the K best are non-zero."""
+    model = build_model(tiny_backbone, K, IMAGE_SIZE, seed=0, allocator="straight_through")
     features = model.encode_images(tiny_batch["pixel_values"], tiny_batch["image_grid_thw"])
     scores = model.scores(tiny_batch, features)
     kept, scale = model.kept_tokens(scores, "train")
