@@ -38,14 +38,6 @@ def google(monkeypatch, tmp_path):
         yield fake
 
 
-@pytest.fixture
-def registry(tmp_path):
-    work = tmp_path / "reg"
-    work.mkdir()
-    with rs.running_registry(str(work)) as reg:
-        yield reg
-
-
 def launch(capsys, google, image, registry_url, *extra):
     layout, _ = image
     code = cli.main([

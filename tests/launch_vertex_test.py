@@ -39,14 +39,6 @@ def google():
         yield fake
 
 
-@pytest.fixture
-def registry(tmp_path):
-    work = tmp_path / "reg"
-    work.mkdir()
-    with rs.running_registry(str(work)) as reg:
-        yield reg
-
-
 def run(capsys, google, image, registry_url, *extra):
     layout, _ = image
     argv = [

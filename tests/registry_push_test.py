@@ -24,14 +24,6 @@ def image(tmp_path):
     return layout, digest
 
 
-@pytest.fixture
-def registry(tmp_path):
-    work = tmp_path / "reg"
-    work.mkdir()
-    with rs.running_registry(str(work)) as reg:
-        yield reg
-
-
 def push(url, layout, digest, **kw):
     kw.setdefault("progress", False)
     kw.setdefault("backoff", 0.01)
