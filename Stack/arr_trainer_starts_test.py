@@ -1,7 +1,7 @@
 """//Stack:arr_trainer really starts: the one test that uses the full CUDA image.
 
-The layout's layers are unpacked in manifest order into a temporary root
-filesystem (GNU tar: fast, keeps owners and modes), then, as root,
+The layout is unpacked by umoci (an independent OCI tool that verifies every
+blob while it unpacks) into a temporary root filesystem, then, as root,
 `unshare --mount --pid --fork` + /proc + /dev + chroot run the image's own
 `/usr/bin/python3` with exactly the image config's environment, working
 directory and user (as a container runtime would), and:
@@ -96,21 +96,22 @@ def image():
 
 @pytest.fixture(scope="module")
 def rootfs(image):
-    """The image's layers unpacked in order; removed afterwards (several GB)."""
+    """The image unpacked by umoci, an independent OCI tool; removed afterwards (several GB).
+
+    umoci checks every blob against its digest and the diff_ids while it
+    unpacks, so this also validates the full layout.
+    """
     assert os.geteuid() == 0, "this test needs root (tools/bazel runs tests as root in its Bazel root)"
+    umoci = shutil.which("umoci")
+    assert umoci, "umoci is not installed (tools/bazel-root/packages.txt)"
     _, manifest, _ = image
+    assert all(layer["mediaType"] in LAYER_TYPES for layer in manifest["layers"])
     scratch = tempfile.mkdtemp(prefix="arr_trainer_rootfs_", dir=os.environ.get("TEST_TMPDIR"))
-    root = os.path.join(scratch, "rootfs")
-    os.mkdir(root)
+    bundle = os.path.join(scratch, "bundle")
+    root = os.path.join(bundle, "rootfs")
     try:
-        for layer in manifest["layers"]:
-            assert layer["mediaType"] in LAYER_TYPES, layer["mediaType"]
-            compress = ["-z"] if layer["mediaType"].endswith("+gzip") else []
-            subprocess.run(["tar", "-x", *compress, "-f", blob_path(layer["digest"]), "-C", root,
-                            "--numeric-owner", "--same-owner", "--same-permissions", "--keep-directory-symlink"],
-                           check=True)
-        whiteouts = [os.path.join(d, n) for d, _, names in os.walk(root) for n in names if n.startswith(".wh.")]
-        assert not whiteouts, f"whiteouts are not handled by this test: {whiteouts[:5]}"
+        subprocess.run([umoci, "unpack", "--image", f"{LAYOUT}:latest", bundle], check=True,
+                       stdout=subprocess.DEVNULL)
         for where in ("proc", "dev", "tmp"):
             os.makedirs(os.path.join(root, where), exist_ok=True)
         yield root
