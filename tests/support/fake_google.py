@@ -27,6 +27,8 @@ import re
 import threading
 import urllib.parse
 
+from tests.support import loopback
+
 ACTIVE = "JOB_STATE_PENDING"
 
 
@@ -229,11 +231,5 @@ def running(fake: FakeGoogle):
                 return self._reply(*fake.cancel_job(m.group(1)))
             self._reply(404, _error(404, "NOT_FOUND", f"no route {url.path}"))
 
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with loopback.serving(Handler) as url:
+        yield url

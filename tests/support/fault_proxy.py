@@ -18,6 +18,8 @@ import re
 import threading
 import urllib.parse
 
+from tests.support import loopback
+
 
 @dataclasses.dataclass
 class Rule:
@@ -100,11 +102,5 @@ def fault_proxy(upstream: str, rules: list[Rule], relative_locations: bool = Fal
 
         do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
 
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield Proxy(f"http://127.0.0.1:{httpd.server_address[1]}", rules, log)
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with loopback.serving(Handler) as url:
+        yield Proxy(url, rules, log)

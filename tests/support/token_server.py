@@ -13,7 +13,6 @@ import contextlib
 import datetime
 import http.server
 import json
-import threading
 import time
 import urllib.parse
 
@@ -21,6 +20,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
+
+from tests.support import loopback
 
 
 def _b64url(data: bytes) -> str:
@@ -103,14 +104,8 @@ def running_token_server(server: TokenServer):
             self.end_headers()
             self.wfile.write(body)
 
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}/token"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with loopback.serving(Handler) as url:
+        yield url + "/token"
 
 
 def _basic_user(header: str, users: dict):
