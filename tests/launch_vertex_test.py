@@ -137,7 +137,7 @@ def test_global_quota_stops_failover(capsys, google, image, registry, state_file
     for region in ("us-central1", "us-west1", "europe-west4", "us-east1"):
         google.exhausted[region] = "Quota exceeded for quota metric GPUS_ALL_REGIONS (global)"
     code, out, err = run(capsys, google, image, registry.url)
-    assert code == 2 and out == ""
+    assert code == 1 and out == ""  # candidates ran out: exit 1, and no job to report
     assert len(google.creates) == 1  # blocked everything after the first
     assert "no candidate accepted the job" in err
 
@@ -169,7 +169,9 @@ def test_wait_follows_to_the_end_and_cancel_works(capsys, google, image, registr
     launch_id = json.loads(out)["launch_id"]
     assert cli.main(["cancel", launch_id]) == 0
     name = json.loads(capsys.readouterr().out)["job"]
-    assert google.jobs[name]["state"] == "JOB_STATE_CANCELLED"
+    assert google.jobs[name]["state"] == "JOB_STATE_CANCELLING"  # Vertex's next read says CANCELLED
+    assert cli.main(["status", launch_id]) == 0
+    assert json.loads(capsys.readouterr().out)["state"] == "JOB_STATE_CANCELLED"
 
 
 @pytest.mark.parametrize(

@@ -10,9 +10,16 @@ Vertex customJobs, Cloud Quotas quotaInfos, Billing Catalog
 
 Behaviours tests switch on:
 - `exhausted[region] = message`: creates there fail with 429 RESOURCE_EXHAUSTED;
+- `invalid[region] = message`: creates there fail with 400 INVALID_ARGUMENT;
 - `unclear_creates = n`: the next n creates are stored but answered with 503,
   like a response lost after the server acted;
-- `progress`: the states a job walks through, one step per GET.
+- `progress`: the states a job walks through, one step per GET;
+- `scenarios[region] = [step, ...]`: the same, for jobs created in REGION; a
+  step is a state name or `failed(code, message)`; the last step repeats;
+- `flaky_gets = n`: the next n job GETs answer 503 (a transient API error);
+- `log_entries[job_id] = [text, ...]`: the job's Cloud Logging entries.
+Jobs get `startTime` when first RUNNING and `endTime` when they end; a cancel
+passes through CANCELLING (one GET) before CANCELLED, as Vertex's does.
 """
 
 from __future__ import annotations
@@ -32,13 +39,23 @@ from tests.support import loopback
 ACTIVE = "JOB_STATE_PENDING"
 
 
+def failed(code: int, message: str) -> dict:
+    """A scenario step: the job FAILS with google.rpc.Status CODE (e.g. 8 RESOURCE_EXHAUSTED)."""
+    return {"state": "JOB_STATE_FAILED", "error": {"code": code, "message": message}}
+
+
 @dataclasses.dataclass
 class FakeGoogle:
     quota_infos: list = dataclasses.field(default_factory=list)  # QuotaInfo JSON dicts
     jobs: dict = dataclasses.field(default_factory=dict)  # name -> CustomJob JSON
     creates: list = dataclasses.field(default_factory=list)  # (region, body) per create request
     exhausted: dict = dataclasses.field(default_factory=dict)  # region -> message
+    invalid: dict = dataclasses.field(default_factory=dict)  # region -> message
     unclear_creates: int = 0
+    scenarios: dict = dataclasses.field(default_factory=dict)  # region -> [step]
+    flaky_gets: int = 0
+    log_entries: dict = dataclasses.field(default_factory=dict)  # job id -> [text]
+    cancels: list = dataclasses.field(default_factory=list)  # job names
     progress: list = dataclasses.field(
         default_factory=lambda: ["JOB_STATE_PENDING", "JOB_STATE_RUNNING", "JOB_STATE_SUCCEEDED"]
     )
@@ -74,10 +91,14 @@ class FakeGoogle:
             self.creates.append((region, body))
             if region in self.exhausted:
                 return 429, _error(429, "RESOURCE_EXHAUSTED", self.exhausted[region])
+            if region in self.invalid:
+                return 400, _error(400, "INVALID_ARGUMENT", self.invalid[region])
             name = f"projects/{project}/locations/{region}/customJobs/{next(self._ids)}"
-            job = dict(body, name=name, state=self.progress[0], createTime=_now())
+            steps = self.scenarios.get(region, self.progress)
+            job = dict(body, name=name, createTime=_now())
             self.jobs[name] = job
-            self._steps[name] = 0
+            self._steps[name] = (steps, 0)
+            _apply(job, steps[0])
             if self.unclear_creates > 0:
                 self.unclear_creates -= 1
                 return 503, _error(503, "UNAVAILABLE", "backend went away (fake)")
@@ -85,12 +106,19 @@ class FakeGoogle:
 
     def get_job(self, name: str) -> tuple[int, dict]:
         with self.lock:
+            if self.flaky_gets > 0:
+                self.flaky_gets -= 1
+                return 503, _error(503, "UNAVAILABLE", "try again (fake)")
             job = self.jobs.get(name)
             if job is None:
                 return 404, _error(404, "NOT_FOUND", f"{name} not found")
-            if job["state"] in self.progress and job["state"] not in _TERMINAL:
-                self._steps[name] = min(self._steps[name] + 1, len(self.progress) - 1)
-                job["state"] = self.progress[self._steps[name]]
+            if job["state"] == "JOB_STATE_CANCELLING":
+                _apply(job, "JOB_STATE_CANCELLED")
+            elif job["state"] not in _TERMINAL and name in self._steps:
+                steps, i = self._steps[name]
+                i = min(i + 1, len(steps) - 1)
+                self._steps[name] = (steps, i)
+                _apply(job, steps[i])
             return 200, job
 
     def list_jobs(self, project: str, region: str, filt: str) -> dict:
@@ -105,13 +133,36 @@ class FakeGoogle:
             job = self.jobs.get(name)
             if job is None:
                 return 404, _error(404, "NOT_FOUND", f"{name} not found")
+            self.cancels.append(name)
             if job["state"] not in _TERMINAL:
-                job["state"] = "JOB_STATE_CANCELLED"
+                job["state"] = "JOB_STATE_CANCELLING"
             return 200, {}
 
     def set_state(self, name: str, state: str) -> None:
         with self.lock:
-            self.jobs[name]["state"] = state
+            self._steps.pop(name, None)
+            _apply(self.jobs[name], state)
+
+    def list_log_entries(self, body: dict) -> tuple[int, dict]:
+        """Cloud Logging `entries:list` over `log_entries`, honouring the job id, timestamp and order."""
+        filt = body.get("filter", "")
+        m = re.search(r'resource\.labels\.job_id="([^"]+)"', filt)
+        after = re.search(r'timestamp>"([^"]+)"', filt)
+        if 'resource.type="ml_job"' not in filt or not m:
+            return 400, _error(400, "INVALID_ARGUMENT", f"unexpected filter {filt!r}")
+        entries = [
+            {"logName": f"projects/p/logs/workerpool0-0", "resource": {"type": "ml_job",
+                                                                        "labels": {"job_id": m.group(1)}},
+             "timestamp": f"2026-01-01T00:00:{i:02d}.000000Z", "severity": "INFO", "textPayload": text,
+             "insertId": str(i)}
+            for i, text in enumerate(self.log_entries.get(m.group(1), []))
+        ]
+        if after:
+            entries = [e for e in entries if e["timestamp"] > _normal_ts(after.group(1))]
+        if "desc" in body.get("orderBy", ""):
+            entries.reverse()
+        size = int(body.get("pageSize") or 1000)
+        return 200, {"entries": entries[:size]}
 
     # -- billing catalog, storage, IAM ---------------------------------------
 
@@ -136,6 +187,24 @@ class FakeGoogle:
 
 
 _TERMINAL = {"JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED"}
+
+
+def _apply(job: dict, step) -> None:
+    """Moves JOB to a scenario step, stamping startTime/endTime as Vertex does."""
+    step = {"state": step} if isinstance(step, str) else step
+    job["state"] = step["state"]
+    if "error" in step:
+        job["error"] = step["error"]
+    if step["state"] == "JOB_STATE_RUNNING" and "startTime" not in job:
+        job["startTime"] = _now()
+    if step["state"] in _TERMINAL and "endTime" not in job:
+        job["endTime"] = _now()
+
+
+def _normal_ts(ts: str) -> str:
+    """An RFC 3339 timestamp in the fake's own fixed format, for string comparison."""
+    when = datetime.datetime.fromisoformat(ts.replace("Z", "+00:00")).astimezone(datetime.timezone.utc)
+    return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _now() -> str:
@@ -182,6 +251,7 @@ _QUOTAS = re.compile(r"^/v1/projects/([^/]+)/locations/global/services/([^/]+)/q
 _SKUS = re.compile(r"^/v1/services/([^/]+)/skus$")
 _BUCKET = re.compile(r"^/storage/v1/b/([^/]+)$")
 _ACCOUNT = re.compile(r"^/v1/projects/[^/]+/serviceAccounts/([^/]+)$")
+_LOG_ENTRIES = "/v2/entries:list"
 
 
 @contextlib.contextmanager
@@ -225,6 +295,8 @@ def running(fake: FakeGoogle):
             length = int(self.headers.get("Content-Length") or 0)
             body = json.loads(self.rfile.read(length) or b"{}")
             fake.requests.append(("POST", url.path))
+            if url.path == _LOG_ENTRIES:
+                return self._reply(*fake.list_log_entries(body))
             if m := _JOBS.match(url.path):
                 return self._reply(*fake.create_job(m.group(1), m.group(2), body))
             if (m := _JOB.match(url.path)) and m.group(2):

@@ -73,6 +73,7 @@ def build_candidates(
     regions: list[str] | None = None,
     quotas: dict | None = None,
     machine_types: dict | None = None,
+    nodes: int = 1,
 ) -> list[Candidate]:
     """All (GPU, region) options in preference order, each kept or dropped with a reason.
 
@@ -105,7 +106,7 @@ def build_candidates(
                 price_per_hour=T.price(tables, machine, region, scheduling),
                 quota=quota_limit(quotas, metric, region),
             )
-            _judge(c, quotas is not None)
+            _judge(c, quotas is not None, count * nodes)
             out.append(c)
     if not out:
         if shape_errors:
@@ -121,18 +122,19 @@ def build_candidates(
     return out
 
 
-def _judge(c: Candidate, quota_checked: bool) -> None:
+def _judge(c: Candidate, quota_checked: bool, needed: int) -> None:
+    """Keeps C when its region's quota covers NEEDED GPUs (count x nodes) or is unknown."""
     if c.quota is None:
         c.kept = True
         c.why = "quota unknown (metric not listed by the quota API)" if quota_checked else (
             "quota not checked"
         )
-    elif c.quota < c.accelerator_count:
+    elif c.quota < needed:
         c.kept = False
-        c.why = f"quota {c.quota:g} < {c.accelerator_count} GPU(s)"
+        c.why = f"quota {c.quota:g} < {needed} GPU(s)"
     else:
         c.kept = True
-        c.why = f"quota {c.quota:g} >= {c.accelerator_count}"
+        c.why = f"quota {c.quota:g} >= {needed}"
     if c.kept and c.price_per_hour is None:
         c.why += "; price unknown"
 
@@ -153,30 +155,53 @@ def rank(candidates: list[Candidate], gpu_preference: list[str], tables: T.Table
 
 
 class Scope(enum.Enum):
-    """How far a submission error reaches, which decides what it blocks."""
+    """How far an error reaches, which decides what it blocks."""
 
     QUOTA_REGION = "quota_region"
     QUOTA_GLOBAL = "quota_global"
-    CAPACITY = "capacity"
+    CAPACITY = "capacity"  # this candidate only (stockout, preemption, queued too long, bad pair)
     UNCLEAR = "unclear"  # the job may or may not exist: look it up before retrying
-    FATAL = "fatal"
+    FATAL = "fatal"  # the user's to fix: stop, relaunch nothing
 
 
+# What counts as capacity, by message, with where each wording is documented or
+# reported. Vertex puts these in the create error or in a failed job's `error`.
+CAPACITY_MESSAGES = (
+    # A regional stockout of a failed job: "Resources are insufficient in region: R.
+    # Please try a different region." (github.com/openreview/openreview-expertise/issues/401)
+    (r"resources? (are |is )?(insufficient|exhausted|unavailable)", "regional stockout"),
+    # Compute Engine's zonal stockout wording, which Vertex passes through: "The zone ...
+    # does not have enough resources available to fulfill the request"
+    # (github.com/Zhen-Dong/HAWQ/issues/4, github.com/kubeflow/pipelines/issues/673)
+    (r"not have enough resources|not enough resources|stockout|capacity", "zonal stockout"),
+    # Spot VMs are reclaimed by Compute Engine "preemption"
+    # (cloud.google.com/vertex-ai/docs/training/use-spot-vms); the job error names it.
+    (r"preempt", "preemption"),
+)
+# Quota reached when the job starts or is created: "The following quota metrics exceed
+# quota limits: aiplatform.googleapis.com/custom_model_training_..."
+# (github.com/GoogleCloudPlatform/vertex-ai-samples/issues/3479).
 _QUOTA = re.compile(r"quota", re.I)
+# A quota that is not per region: "GPUS_ALL_REGIONS" (github.com/Zhen-Dong/HAWQ/issues/4).
 _GLOBAL = re.compile(r"\bglobal\b|all[_ ]regions", re.I)
-_CAPACITY = re.compile(
-    r"resources? (are |is )?(insufficient|exhausted|unavailable)|not enough resources|"
-    r"stockout|capacity", re.I)
+_CAPACITY = re.compile("|".join(p for p, _ in CAPACITY_MESSAGES), re.I)
 _UNCLEAR_CODES = ("UNAVAILABLE", "INTERNAL", "UNKNOWN", "DEADLINE_EXCEEDED", "TRANSPORT")
 
 
-def classify_error(code: str, message: str) -> Scope:
-    """Maps a Vertex error (status name + message) to the scope it blocks.
+def _names_pair(message: str, cand: "Candidate | None") -> bool:
+    """An INVALID_ARGUMENT about this candidate's machine/accelerator pair, not the whole job."""
+    return cand is not None and (cand.machine_type in message or cand.accelerator_type in message)
+
+
+def classify_error(code: str, message: str, cand: Candidate | None = None) -> Scope:
+    """Maps a Vertex create error (status name + message) to the scope it blocks.
 
     RESOURCE_EXHAUSTED moves on: a quota message blocks its region (all
     regions when the quota is global), anything else is a stockout of that
     candidate. Server-side or transport failures are UNCLEAR: the job may
-    have been created. Everything else is the user's to fix and stops failover.
+    have been created. Vertex checks machine/accelerator compatibility: an
+    INVALID_ARGUMENT naming this candidate's machine type or accelerator
+    blocks that candidate only. Everything else is the user's to fix.
     """
     if code == "RESOURCE_EXHAUSTED":
         if _QUOTA.search(message):
@@ -184,7 +209,33 @@ def classify_error(code: str, message: str) -> Scope:
         return Scope.CAPACITY
     if code in _UNCLEAR_CODES:
         return Scope.CAPACITY if _CAPACITY.search(message) else Scope.UNCLEAR
+    if code == "INVALID_ARGUMENT" and _names_pair(message, cand):
+        return Scope.CAPACITY
     return Scope.FATAL
+
+
+def classify_job_failure(code: str, message: str) -> Scope:
+    """Maps a FAILED job's error to what it blocks: capacity and quota relaunch, the rest stops.
+
+    Unlike a create error, a failed job is never UNCLEAR: it exists and has
+    ended. A trainer exception or a bad argument ("The replica workerpool0-0
+    exited with a non-zero status of 1") is FATAL: relaunching would fail again.
+    """
+    if _QUOTA.search(message) and code in ("RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "UNAVAILABLE"):
+        return Scope.QUOTA_GLOBAL if _GLOBAL.search(message) else Scope.QUOTA_REGION
+    if _CAPACITY.search(message):
+        return Scope.CAPACITY
+    return Scope.FATAL
+
+
+def capacity_policy() -> dict:
+    """What counts as capacity, for --dry-run (the same table the classifiers use)."""
+    return {
+        "relaunch_on": [why for _, why in CAPACITY_MESSAGES] + ["quota reached", "queued too long"],
+        "messages": {why: pattern for pattern, why in CAPACITY_MESSAGES},
+        "quota": _QUOTA.pattern,
+        "stops_on": "any other failure (trainer exit code, bad argument): its error and last log lines are shown",
+    }
 
 
 @dataclasses.dataclass
@@ -202,6 +253,16 @@ class Blocklist:
             self.regions.add((c.region, c.quota_metric))
         elif scope is Scope.CAPACITY:
             self.candidates.add((c.region, c.machine_type, c.scheduling))
+
+    def as_json(self) -> dict:
+        return {"regions": sorted(map(list, self.regions)), "candidates": sorted(map(list, self.candidates)),
+                "everything": self.everything}
+
+    @classmethod
+    def from_json(cls, data: dict | None) -> "Blocklist":
+        data = data or {}
+        return cls({tuple(r) for r in data.get("regions", ())}, {tuple(c) for c in data.get("candidates", ())},
+                   bool(data.get("everything", False)))
 
     def blocks(self, c: Candidate) -> bool:
         return (

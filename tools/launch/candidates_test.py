@@ -1,5 +1,7 @@
 """Ranking, quota judgement and failover blocklists, table-driven."""
 
+import json
+
 import pytest
 
 from tools.launch import candidates as C
@@ -128,3 +130,51 @@ def test_blocklist_by_scope(failed, scope, blocked, free):
     b.record(failed, scope)
     assert all(b.blocks(c) for c in blocked)
     assert not any(b.blocks(c) for c in free)
+
+
+@pytest.mark.parametrize(
+    "code,message,scope",
+    [
+        # Vertex checks machine/accelerator pairs: a refusal naming this pair moves on
+        ("INVALID_ARGUMENT", 'Accelerator "NVIDIA_L4" is not supported for machine type "n1-standard-4"',
+         C.Scope.CAPACITY),
+        ("INVALID_ARGUMENT", "machine type g2-standard-4 is not available here", C.Scope.CAPACITY),
+        # ... but one about the job itself stops
+        ("INVALID_ARGUMENT", "Invalid image URI", C.Scope.FATAL),
+    ],
+)
+def test_invalid_argument_naming_the_pair_blocks_only_that_candidate(code, message, scope):
+    cand = C.Candidate("L4", "NVIDIA_L4", 1, "g2-standard-4", "us-west1", "SPOT", "m", 1.0)
+    assert C.classify_error(code, message, cand) is scope
+
+
+@pytest.mark.parametrize(
+    "code,message,scope",
+    [
+        ("RESOURCE_EXHAUSTED", "Resources are insufficient in region: us-west1. Please try a different region.",
+         C.Scope.CAPACITY),
+        ("UNAVAILABLE", "The zone 'us-west1-b' does not have enough resources available to fulfill the request",
+         C.Scope.CAPACITY),
+        ("UNAVAILABLE", "The job was preempted", C.Scope.CAPACITY),
+        ("ABORTED", "Spot VM preemption of workerpool0-0", C.Scope.CAPACITY),
+        ("RESOURCE_EXHAUSTED", "The following quota metrics exceed quota limits: "
+         "aiplatform.googleapis.com/custom_model_training_preemptible_nvidia_l4_gpus", C.Scope.QUOTA_REGION),
+        ("RESOURCE_EXHAUSTED", "Quota exceeded for quota metric GPUS_ALL_REGIONS", C.Scope.QUOTA_GLOBAL),
+        # the trainer's own failures and bad arguments never relaunch
+        ("INVALID_ARGUMENT", "The replica workerpool0-0 exited with a non-zero status of 1.", C.Scope.FATAL),
+        ("FAILED_PRECONDITION", "The replica workerpool0-0 exited with a non-zero status of 2.", C.Scope.FATAL),
+        ("INTERNAL", "Internal error occurred", C.Scope.FATAL),
+        # a trainer that merely logs the word quota is still the trainer's failure
+        ("INVALID_ARGUMENT", "exited with a non-zero status of 1: quota file missing", C.Scope.FATAL),
+    ],
+)
+def test_classify_job_failure(code, message, scope):
+    assert C.classify_job_failure(code, message) is scope
+
+
+def test_blocklist_round_trips_through_json():
+    b = C.Blocklist()
+    b.record(_cand("L4", "r1"), C.Scope.QUOTA_REGION)
+    b.record(_cand("T4", "r2", machine="n1"), C.Scope.CAPACITY)
+    again = C.Blocklist.from_json(json.loads(json.dumps(b.as_json())))
+    assert again == b and again.blocks(_cand("L4", "r1")) and not again.blocks(_cand("L4", "r2"))

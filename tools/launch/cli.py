@@ -1,9 +1,16 @@
-"""`bazel run //tools:launch -- [flags]`: plan, preflight, push by digest, submit.
+"""`bazel run //tools:launch -- [flags]`: plan, preflight, push by digest, submit, supervise.
 
-Subcommands `status ID`, `cancel ID` and `recent` take a job name or a launch
-id. Heavy cloud SDKs are imported only on the paths that use them, so
-`--help` and `--dry-run` without quota stay fast. stdout carries only the
-machine-readable result (one JSON object); logs go to stderr.
+By default the launcher stays with the job until it is RUNNING (`--wait`: until
+it ends; `--detach`: not at all), relaunching on the next candidate when it is
+queued too long or fails for capacity (tools/launch/supervise.py). Subcommands
+`status`, `cancel`, `watch` and `logs` take a run name, a launch id or a job
+name; `recent` lists launches. Heavy cloud SDKs are imported only on the paths
+that use them, so `--help` and `--dry-run` without quota stay fast. stdout
+carries only the machine-readable result (one JSON object, the last line);
+logs go to stderr.
+
+Exit codes: 0 ok; 1 the job failed, or attempts or cost ran out; 2 bad input,
+nothing submitted; 130 detached (Ctrl-C or a closed terminal; the job goes on).
 """
 
 from __future__ import annotations
@@ -12,33 +19,76 @@ import argparse
 import json
 import os
 import pathlib
+import re
+import signal
 import sys
 import uuid
 
 from tools.launch import config as CFG
 
-SUBCOMMANDS = ("status", "cancel", "recent")
+SUBCOMMANDS = ("status", "cancel", "recent", "watch", "logs")
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_DETACHED = 0, 1, 2, 130
+SECRET_NAME = re.compile(r"(_KEY|_TOKEN|_SECRET)$|PASSWORD|^WANDB_API_KEY$|^HF_TOKEN$", re.I)
+SECRET_REF = re.compile(r"^projects/[^/\s]+/secrets/[A-Za-z0-9_-]+(/versions/([0-9]+|latest))?$")
 
 
 def log(msg: str) -> None:
     print(f"launch: {msg}", file=sys.stderr, flush=True)
 
 
+def _number(kind, minimum, *, inclusive=True):
+    """An argparse type: KIND at least (or above) MINIMUM, with a message naming what is allowed."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}")
+        if value < minimum or (not inclusive and value == minimum):
+            raise argparse.ArgumentTypeError(f"{text} is too small: want {'at least' if inclusive else 'above'} "
+                                             f"{minimum}")
+        return value
+    return parse
+
+
+def _launch_id(text: str) -> str:
+    if not re.fullmatch(r"[a-z0-9_-]{1,63}", text):
+        raise argparse.ArgumentTypeError(f"{text!r}: use 1-63 lowercase letters, digits, '_' or '-' "
+                                         "(it becomes a Vertex label value)")
+    return text
+
+
+def _secret(text: str) -> tuple[str, str]:
+    name, sep, ref = text.partition("=")
+    if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) or not SECRET_REF.match(ref):
+        raise argparse.ArgumentTypeError(
+            "want ENV=projects/PROJECT/secrets/NAME[/versions/V] (a Secret Manager reference, never a value)")
+    return name, ref
+
+
+def _parser(prog: str, description: str) -> argparse.ArgumentParser:
+    return argparse.ArgumentParser(prog=prog, description=description)
+
+
 def _endpoint_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--project", help="Google Cloud project ID")
     p.add_argument("--vertex-endpoint", metavar="URL",
                    help="Vertex AI API endpoint (default: REGION-aiplatform.googleapis.com)")
+    p.add_argument("--logging-endpoint", metavar="URL",
+                   help="Cloud Logging API endpoint (private setups; without it there, logs are skipped)")
     p.add_argument("--state-file", type=pathlib.Path,
                    help="recent launches (default: $ARR_LAUNCH_STATE or ~/.local/state/arr-coc/launches.json)")
 
 
+def _watch_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--poll-s", type=_number(float, 0, inclusive=False), default=30.0,
+                   help="seconds between job polls (default 30)")
+
+
 def launch_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="launch",
-        description="Plan, push (by digest) and submit the ARR-COC training job to Vertex AI. "
-        "Subcommands: status ID | cancel ID | recent.",
-    )
+    p = _parser("launch", "Plan, push (by digest), submit and supervise the ARR-COC training job on "
+                "Vertex AI. Subcommands: status | cancel | watch | logs ID, recent.")
     _endpoint_flags(p)
+    _watch_flags(p)
     p.add_argument("--config", type=pathlib.Path, default=CFG.DEFAULT_CONFIG, help="launch TOML")
     p.add_argument("--registry", metavar="URL",
                    help="registry base, e.g. http://127.0.0.1:5000/team (default: the chosen "
@@ -50,40 +100,74 @@ def launch_parser() -> argparse.ArgumentParser:
                    help="IAM API endpoint; the service account is checked only when given")
     p.add_argument("--image-layout", help="OCI layout dir (default: //Stack:arr_trainer, built by Bazel)")
     p.add_argument("--image-digest", help="its digest file (default: //Stack:arr_trainer.digest)")
-    p.add_argument("--dry-run", action="store_true", help="print the plan as JSON; push and submit nothing")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the plan and supervision policy as JSON; push and submit nothing")
     p.add_argument("--local", action="store_true",
                    help="run the training entry point here with its embedded smoke config "
                    "(no image needed; --dry-run shows what would run)")
     p.add_argument("--run-name", help="run name (relaunching the same name resumes its checkpoints)")
     p.add_argument("--force", action="store_true", help="submit even if a job of this run name is active")
-    p.add_argument("--wait", action="store_true", help="follow the job to its end")
-    p.add_argument("--poll-s", type=float, default=30.0, help=argparse.SUPPRESS)
-    p.add_argument("--launch-id", help="reuse a launch id (retry of an unclear launch)")
+    until = p.add_mutually_exclusive_group()
+    until.add_argument("--detach", action="store_true", help="return right after the job is created")
+    until.add_argument("--wait", action="store_true",
+                       help="watch until the job ends (exit 0 only on SUCCEEDED), relaunching on preemption")
+    p.add_argument("--launch-id", type=_launch_id,
+                   help="reuse a launch id: a rerun adopts its job instead of creating another")
     p.add_argument("--no-quota", action="store_true", help="skip the live quota check")
     p.add_argument("--skip-preflight", action="store_true")
-    p.add_argument("--jobs", type=int, default=4, help="parallel blob uploads")
+    p.add_argument("--jobs", type=_number(int, 1), default=4, help="parallel blob uploads")
+    p.add_argument("--secret", action="append", type=_secret, metavar="ENV=projects/P/secrets/NAME[/versions/V]",
+                   help="a secret the trainer reads from Secret Manager into ENV at start (only the "
+                   "reference is in the job spec)")
     # Config fields as flags: every field of launch.toml can be overridden.
     p.add_argument("--gpu-preference", metavar="GPU,GPU", help="e.g. L4,T4")
     p.add_argument("--gpu", help="a single GPU (same as --gpu-preference GPU)")
     p.add_argument("--count", help="GPUs per machine")
+    p.add_argument("--nodes", help="machines: 1 chief + N-1 workers (default 1)")
     p.add_argument("--region", "--regions", dest="regions", metavar="R,R", help="allowed regions")
     p.add_argument("--scheduling", choices=["SPOT", "STANDARD", "FLEX_START"])
-    p.add_argument("--timeout-s")
-    p.add_argument("--max-wait-s")
+    p.add_argument("--timeout-s", help="job timeout in seconds (at most 7 days)")
+    p.add_argument("--max-wait-s", help="FLEX_START: seconds to wait for capacity")
+    p.add_argument("--max-queue-s", help="seconds a job may stay QUEUED/PENDING before it is moved on")
+    p.add_argument("--max-attempts", help="jobs to try in all (default 5)")
+    p.add_argument("--max-cost", help="stop relaunching once the estimated cost would pass this")
     p.add_argument("--repository")
     p.add_argument("--image-name")
     p.add_argument("--bucket")
     p.add_argument("--service-account")
-    p.add_argument("--env", action="append", metavar="K=V,K=V", help="hyperparameters")
+    p.add_argument("--env", action="append", metavar="K=V,K=V", help="hyperparameters (never secrets: --secret)")
     return p
 
 
 def sub_parser(command: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=f"launch {command}")
+    p = _parser(f"launch {command}", {
+        "status": "Show a launch's job, its state and the cost so far.",
+        "cancel": "Cancel a launch's current job and stop its supervision.",
+        "recent": "List recent launches.",
+        "watch": "Re-attach to a launch and carry on supervising it with its own policy.",
+        "logs": "Print a launch's job log entries from Cloud Logging.",
+    }[command])
     _endpoint_flags(p)
     if command != "recent":
-        p.add_argument("id", help="job name (projects/P/locations/R/customJobs/ID) or launch id")
+        p.add_argument("id", help="run name, launch id, or job name (projects/P/locations/R/customJobs/ID)")
+    if command == "watch":
+        _watch_flags(p)
+        p.set_defaults(poll_s=None)
+    if command == "logs":
+        p.add_argument("--follow", action="store_true", help="keep printing new entries until the job ends")
+        _watch_flags(p)
     return p
+
+
+def refuse_secret_env(env: dict) -> None:
+    """--env must not carry secrets: bazel run echoes its command line and job specs are readable."""
+    for name in env:
+        if SECRET_NAME.search(name):
+            raise CFG.ConfigError(
+                f"--env {name}=...: {name} looks like a secret; pass it as --secret "
+                f"{name}=projects/P/secrets/NAME instead (the job then carries only the reference). "
+                "Its value may already be in your terminal or CI log, since bazel run echoes its "
+                "command line: rotate it if so")
 
 
 def overrides(args: argparse.Namespace) -> dict:
@@ -95,8 +179,9 @@ def overrides(args: argparse.Namespace) -> dict:
             merged = {}
             for item in value:
                 merged.update(CFG.parse_value("env", item))
+            refuse_secret_env(merged)
             out["env"] = merged
-        elif isinstance(value, str) and CFG.FIELDS[field] is not str:
+        elif isinstance(value, str) and CFG.FIELDS[field][0] is not str:
             out[field] = CFG.parse_value(field, value)
         else:
             out[field] = value
@@ -158,19 +243,34 @@ def image_paths(args) -> tuple[str, str]:
     return bazel_image.build()
 
 
+def policy_from(args, cfg: dict):
+    from tools.launch import supervise
+
+    until = "submitted" if args.detach else "end" if args.wait else "running"
+    return supervise.Policy(until=until, poll_s=args.poll_s, max_queue_s=cfg["max_queue_s"],
+                            max_attempts=cfg["max_attempts"], max_cost=cfg["max_cost"])
+
+
+def _private(args) -> bool:
+    """Any Google endpoint overridden: then no Google API is called without its own override."""
+    return bool(getattr(args, "registry", None) or args.vertex_endpoint or getattr(args, "quota_endpoint", None))
+
+
 def cmd_launch(args) -> int:
     from tools.launch import plan as P
 
     if args.local:
         return run_local(args)
     cfg = CFG.load(user_path(args.config), overrides(args))
+    policy = policy_from(args, cfg)
+    secrets = dict(args.secret or ())
     layout, digest = image_paths(args)
-    plan = P.make(cfg, layout, digest, _quotas(args, cfg))
+    plan = P.make(cfg, layout, digest, _quotas(args, cfg), secrets=secrets)
     if args.dry_run:
-        print(json.dumps(plan, indent=1, sort_keys=True))
-        return 0
-    log(f"plan: {plan['gpu']} x{plan['accelerator_count']} {plan['machine_type']} in "
-        f"{plan['region']} ({plan['scheduling']}, {plan['price_per_hour']} {plan['currency']}/h)")
+        print(json.dumps({**plan, "supervision": policy.describe(plan)}, indent=1, sort_keys=True))
+        return EXIT_OK
+    log(f"plan: {plan['gpu']} x{plan['accelerator_count']} x{plan['nodes']} node(s) {plan['machine_type']} in "
+        f"{plan['region']} ({plan['scheduling']}, {plan['price_per_hour']} {plan['currency']}/h per node)")
     from tools.launch import vertex
 
     vertex.client_for(plan["region"], args.vertex_endpoint)  # credentials fail here, before a push
@@ -183,7 +283,7 @@ def cmd_launch(args) -> int:
     pushed = push(plan, args, auth)
     log(f"pushed {pushed.reference} (tag {pushed.tag}): {pushed.blobs_uploaded} blob(s), "
         f"{pushed.bytes_uploaded} bytes uploaded, {pushed.blobs_skipped} already there")
-    return submit_and_record(plan, args)
+    return submit_and_supervise(plan, policy, args)
 
 
 def registry_auth(plan: dict):
@@ -204,35 +304,114 @@ def push(plan: dict, args, auth):
                                 auth=auth, jobs=args.jobs)
 
 
-def submit_and_record(plan: dict, args) -> int:
-    from tools.launch import state, vertex
+class _Store:
+    """The supervisor's view of its launch record in the state file."""
+
+    def __init__(self, path: pathlib.Path, launch_id: str):
+        self.path, self.launch_id = path, launch_id
+
+    def update(self, **fields) -> dict:
+        from tools.launch import state
+
+        return state.update(self.path, self.launch_id, **fields)
+
+    def read(self) -> dict:
+        from tools.launch import state
+
+        return next((r for r in state.load(self.path) if r.get("launch_id") == self.launch_id), {})
+
+
+def _clients(endpoint: str | None):
+    from tools.launch import vertex
+
+    cache = {}
+
+    def client_factory(region):
+        if region not in cache:
+            cache[region] = vertex.client_for(region, endpoint)
+        return cache[region]
+
+    return client_factory
+
+
+def _hangup_detaches() -> None:
+    """A closed terminal (SIGHUP) detaches like Ctrl-C: the job is never cancelled by it."""
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    import threading
+
+    if hasattr(signal, "SIGHUP") and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGHUP, handler)
+
+
+def _supervisor(plan: dict, policy, launch_id: str, path: pathlib.Path, record: dict, args):
+    from tools.launch import candidates as C
+    from tools.launch import cloud_logs, supervise
+
+    vertex_endpoint = record.get("vertex_endpoint")
+    logging_endpoint = record.get("logging_endpoint")
+    logs = None
+    if policy.until != "submitted":
+        logs = cloud_logs.for_endpoints(plan["project"], logging_endpoint,
+                                        bool(record.get("private")), log)
+    return supervise.Supervisor(plan, policy, launch_id, _clients(vertex_endpoint), _Store(path, launch_id),
+                                logs=logs, log=log, attempts=record.get("attempts"),
+                                blocked=C.Blocklist.from_json(record.get("blocked")))
+
+
+def _supervise(sup, run, launch_id: str, store: _Store) -> int:
+    """Runs RUN (submit and/or watch) under the watch lock; maps its outcome to an exit code."""
+    from tools.launch import state, supervise
+
+    _hangup_detaches()
+    try:
+        with state.watch_lock(store.path, launch_id):
+            result = run()
+    except KeyboardInterrupt:
+        store.update(supervision="detached")
+        log(f"detached; the job goes on. Re-attach: launch watch {launch_id}   cancel: launch cancel {launch_id}")
+        return EXIT_DETACHED
+    except supervise.Stopped as e:
+        record = store.update(supervision="stopped", stopped_because=str(e))
+        log(f"supervision stopped: {e}")
+        if record.get("job_name"):  # something was submitted: say where it ended
+            print(json.dumps({"job": record["job_name"], **{k: record.get(k) for k in (
+                "launch_id", "region", "state", "attempts", "cost_so_far")}}, sort_keys=True))
+        return EXIT_FAILED
+    print(json.dumps(result.summary, sort_keys=True))
+    return result.code
+
+
+def submit_and_supervise(plan: dict, policy, args) -> int:
+    """Creates the job (or adopts this launch id's), then watches it as POLICY says."""
+    from tools.launch import state, supervise, vertex
 
     launch_id = args.launch_id or uuid.uuid4().hex
     path = _state_path(args)
     record = {"launch_id": launch_id, "run_name": plan["run_name"], "project": plan["project"],
-              "image": plan["image"], "state": "submitting", "vertex_endpoint": args.vertex_endpoint}
-    state.upsert(path, record)
-    clients = {}
-
-    def client_factory(region):
-        if region not in clients:
-            clients[region] = vertex.client_for(region, args.vertex_endpoint)
-        return clients[region]
-
-    job, attempts = vertex.submit(plan, launch_id, client_factory, force=args.force, log=log)
-    region = vertex.region_of(job.name)
-    record.update(job_name=job.name, region=region, state=vertex.state_name(job))
-    state.upsert(path, record)
-    log(f"submitted {job.name} (launch id {launch_id})")
-    log(vertex.logs_hint(job.name))
-    if args.wait:
-        job = vertex.wait(client_factory(region), job.name, poll_s=args.poll_s, log=log)
-        record["state"] = vertex.state_name(job)
+              "image": plan["image"], "state": "submitting", "vertex_endpoint": args.vertex_endpoint,
+              "logging_endpoint": args.logging_endpoint, "private": _private(args),
+              "plan": plan, "policy": policy.as_json(), "supervision": "watching",
+              "started": supervise.now_iso()}
+    previous = state.find(path, launch_id)
+    if previous and previous.get("launch_id") == launch_id:
+        record = {**previous, **{k: record[k] for k in ("policy", "supervision")}}
+    else:
         state.upsert(path, record)
-    print(json.dumps({"job": job.name, "launch_id": launch_id, "region": region,
-                      "state": vertex.state_name(job),
-                      "attempts": [a.__dict__ for a in attempts]}, sort_keys=True))
-    return 0 if record["state"] not in ("JOB_STATE_FAILED", "JOB_STATE_CANCELLED") else 1
+    store = _Store(path, launch_id)
+    sup = _supervisor(plan, policy, launch_id, path, record, args)
+
+    def run():
+        try:
+            job = sup.start(force=args.force)
+        except vertex.CandidatesExhausted as e:
+            raise supervise.Stopped(str(e)) from None
+        if policy.until == "submitted":
+            return supervise.Result(EXIT_OK, job, sup.summary(job))
+        return sup.watch(job)
+
+    return _supervise(sup, run, launch_id, store)
 
 
 def _resolve(args) -> tuple[str, dict | None]:
@@ -240,44 +419,117 @@ def _resolve(args) -> tuple[str, dict | None]:
     from tools.launch import state, vertex
 
     if args.id.startswith("projects/"):
+        vertex.region_of(args.id)
         return args.id, state.find(_state_path(args), args.id)
     record = state.find(_state_path(args), args.id)
     if not record or not record.get("job_name"):
-        raise vertex.SubmitError(f"{args.id!r} is not a job name and no recent launch has that id; "
-                                 "see `launch recent`")
+        raise vertex.SubmitError(f"{args.id!r} is not a job name and no recent launch has that run name or "
+                                 "launch id; see `launch recent`")
     return record["job_name"], record
 
 
+def _endpoint(args, record) -> str | None:
+    return args.vertex_endpoint or (record or {}).get("vertex_endpoint")
+
+
 def cmd_status(args) -> int:
-    from tools.launch import vertex
+    from tools.launch import supervise, vertex
 
     name, record = _resolve(args)
-    endpoint = args.vertex_endpoint or (record or {}).get("vertex_endpoint")
-    client = vertex.client_for(vertex.region_of(name), endpoint)
-    job = vertex.reachable(lambda: client.get_custom_job(name=name), f"reading {name}")
-    print(json.dumps({"job": job.name, "state": vertex.state_name(job),
-                      "display_name": job.display_name, "labels": dict(job.labels)}, sort_keys=True))
+    client = vertex.client_for(vertex.region_of(name), _endpoint(args, record))
+    job = vertex.reachable(lambda: vertex.get_job(client, name), f"reading {name}")
+    attempts = list((record or {}).get("attempts") or [])
+    if attempts and attempts[-1].get("job") == name:
+        attempts[-1] = {**attempts[-1], "running_s": supervise.running_seconds(job, supervise.time.time())}
+    out = {"job": job.name, "state": vertex.state_name(job), "display_name": job.display_name,
+           "labels": dict(job.labels), "attempts": attempts,
+           "cost_so_far": round(sum(supervise.attempt_cost(a) for a in attempts), 4),
+           "supervision": (record or {}).get("supervision")}
+    if out["state"] == "JOB_STATE_FAILED":
+        out["error"] = dict(zip(("code", "message"), vertex.job_error(job)))
+    print(json.dumps(out, sort_keys=True))
     log(vertex.logs_hint(job.name))
-    return 0
+    return EXIT_OK
 
 
 def cmd_cancel(args) -> int:
-    from tools.launch import vertex
+    from tools.launch import state, vertex
 
     name, record = _resolve(args)
-    endpoint = args.vertex_endpoint or (record or {}).get("vertex_endpoint")
-    client = vertex.client_for(vertex.region_of(name), endpoint)
+    client = vertex.client_for(vertex.region_of(name), _endpoint(args, record))
+    if record and record.get("launch_id"):
+        state.update(_state_path(args), record["launch_id"], cancel_requested=True)  # stops its watcher
     vertex.reachable(lambda: vertex.cancel(client, name), f"cancelling {name}")
-    log(f"cancel requested for {name}")
+    log(f"cancel requested for {name}; its supervision stops")
     print(json.dumps({"job": name, "cancel": "requested"}))
-    return 0
+    return EXIT_OK
+
+
+def cmd_watch(args) -> int:
+    """Re-attaches to a launch from its record and carries on with the same policy."""
+    from tools.launch import supervise, vertex
+
+    name, record = _resolve(args)
+    if not record or not record.get("plan"):
+        raise vertex.SubmitError(f"{args.id!r}: no launch record with a plan to carry on from; "
+                                 "`launch status` still reads any job")
+    policy = supervise.Policy.from_json(record.get("policy") or {})
+    if args.poll_s is not None:
+        policy = supervise.Policy.from_json({**policy.as_json(), "poll_s": args.poll_s})
+    if policy.until == "submitted":
+        policy = supervise.Policy.from_json({**policy.as_json(), "until": "running"})
+    if args.vertex_endpoint:
+        record = {**record, "vertex_endpoint": args.vertex_endpoint}
+    if args.logging_endpoint:
+        record = {**record, "logging_endpoint": args.logging_endpoint}
+    launch_id = record["launch_id"]
+    store = _Store(_state_path(args), launch_id)
+    store.update(supervision="watching", cancel_requested=False)
+    sup = _supervisor(record["plan"], policy, launch_id, store.path, record, args)
+    client = sup.clients(vertex.region_of(name))
+    job = vertex.reachable(lambda: vertex.get_job(client, name), f"reading {name}")
+    log(f"re-attached to {name} ({vertex.state_name(job)}), waiting until "
+        f"{'it ends' if policy.until == 'end' else 'it runs'}")
+    return _supervise(sup, lambda: sup.watch(job), launch_id, store)
+
+
+def cmd_logs(args) -> int:
+    """Prints the job's log entries (oldest first); --follow keeps going until the job ends."""
+    import time
+
+    from tools.launch import cloud_logs, vertex
+
+    name, record = _resolve(args)
+    project = name.split("/")[1]
+    endpoint = args.logging_endpoint or (record or {}).get("logging_endpoint")
+    private = bool(args.vertex_endpoint or (record or {}).get("private"))
+    reader = cloud_logs.for_endpoints(project, endpoint, private, log)
+    if reader is None:
+        return EXIT_OK
+    client = vertex.client_for(vertex.region_of(name), _endpoint(args, record)) if args.follow else None
+    while True:
+        try:
+            for line in reader.new_lines(name):
+                print(line, flush=True)
+        except Exception as e:  # noqa: BLE001 - report, do not trace back
+            log(f"reading logs failed: {type(e).__name__}: {e}")
+            return EXIT_FAILED
+        if not args.follow:
+            return EXIT_OK
+        job = vertex.reachable(lambda: vertex.get_job(client, name), f"reading {name}")
+        if vertex.state_name(job) in vertex.TERMINAL_STATES:
+            for line in reader.new_lines(name):
+                print(line, flush=True)
+            return EXIT_OK
+        time.sleep(args.poll_s)
 
 
 def cmd_recent(args) -> int:
     from tools.launch import state
 
-    print(json.dumps(state.load(_state_path(args)), indent=1))
-    return 0
+    keep = ("launch_id", "run_name", "job_name", "region", "state", "supervision", "cost_so_far", "started")
+    print(json.dumps([{k: r.get(k) for k in keep if k in r} for r in state.load(_state_path(args))], indent=1))
+    return EXIT_OK
 
 
 LOCAL_ENTRY = "ARR_COC.Training.entrypoint"  # the image's entry point: main(argv) -> exit code
@@ -301,6 +553,7 @@ def local_invocation(args) -> tuple[list[str], dict]:
     env = {}
     for item in args.env or ():
         env.update(CFG.parse_value("env", item))
+    refuse_secret_env(env)
     return argv, env
 
 
@@ -330,18 +583,24 @@ def run_local(args) -> int:
     return entry(argv)
 
 
+COMMANDS = {"status": cmd_status, "cancel": cmd_cancel, "recent": cmd_recent, "watch": cmd_watch,
+            "logs": cmd_logs}
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     from tools.launch.errors import USER_ERRORS
 
     try:
         if argv and argv[0] in SUBCOMMANDS:
-            args = sub_parser(argv[0]).parse_args(argv[1:])
-            return {"status": cmd_status, "cancel": cmd_cancel, "recent": cmd_recent}[argv[0]](args)
+            return COMMANDS[argv[0]](sub_parser(argv[0]).parse_args(argv[1:]))
         return cmd_launch(launch_parser().parse_args(argv))
     except USER_ERRORS() as e:
         log(f"error: {e}")
-        return 2
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        log("interrupted")
+        return EXIT_DETACHED
 
 
 if __name__ == "__main__":

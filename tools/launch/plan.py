@@ -41,9 +41,20 @@ def registry_url(cfg: dict, region: str) -> str:
     return f"https://{region}-docker.pkg.dev/{cfg['project']}/{cfg['repository']}"
 
 
+def check_regions(tables: T.Tables, regions: list[str]) -> None:
+    """Names every region no GPU table knows, before it turns into a confusing "no shape" error."""
+    known = {r for gpu in tables.gpus.values() for r in gpu.regions}
+    unknown = [r for r in regions if r not in known]
+    if unknown:
+        raise PlanError(f"unknown region(s) {', '.join(unknown)} (--region); known regions: "
+                        + ", ".join(sorted(known)))
+
+
 def ranked_candidates(cfg: dict, quotas: dict | None, tables: T.Tables) -> list[C.Candidate]:
+    check_regions(tables, cfg["regions"])
     cands = C.build_candidates(
-        tables, cfg["gpu_preference"], cfg["count"], cfg["scheduling"], cfg["regions"] or None, quotas
+        tables, cfg["gpu_preference"], cfg["count"], cfg["scheduling"], cfg["regions"] or None, quotas,
+        nodes=cfg["nodes"],
     )
     return C.rank(cands, cfg["gpu_preference"], tables)
 
@@ -56,6 +67,7 @@ def make(
     tables: T.Tables | None = None,
     now: datetime.datetime | None = None,
     git: tuple[str, bool] | None = None,
+    secrets: dict | None = None,
 ) -> dict:
     """The plan as a JSON-ready dict (pure given its inputs; quota is fetched by the caller)."""
     tables = tables or T.default_tables()
@@ -69,7 +81,8 @@ def make(
     if not kept:
         raise PlanError(
             "no quota anywhere for "
-            f"{cfg['count']} x {'/'.join(cfg['gpu_preference'])} ({cfg['scheduling']}); considered: "
+            f"{cfg['count']} x {'/'.join(cfg['gpu_preference'])} ({cfg['scheduling']})"
+            + (f" on {cfg['nodes']} nodes" if cfg["nodes"] > 1 else "") + "; considered: "
             + "; ".join(f"{c.gpu} {c.region}: {c.why}" for c in ranked)
         )
     best = kept[0]
@@ -91,6 +104,7 @@ def make(
         "machine_type": best.machine_type,
         "accelerator_type": best.accelerator_type,
         "accelerator_count": best.accelerator_count,
+        "nodes": cfg["nodes"],
         "scheduling": best.scheduling,
         "price_per_hour": best.price_per_hour,
         "price_date": tables.price_date,
@@ -103,6 +117,7 @@ def make(
         "timeout_s": cfg["timeout_s"],
         "max_wait_s": cfg["max_wait_s"],
         "env": dict(cfg["env"]),
+        "secrets": dict(secrets or {}),  # ENV -> Secret Manager reference; values never enter the plan
         "git_commit": commit,
         "git_dirty": dirty,
         "candidates": [c.as_json() for c in ranked],

@@ -6,6 +6,7 @@ from tools.launch import endpoints
 from tools.launch import tables as T
 
 DEFAULT_ENDPOINT = "cloudquotas.googleapis.com"
+API_TIMEOUT_S = 30.0  # every API call carries a timeout: a hung endpoint must not hang the plan
 
 
 class QuotaError(RuntimeError):
@@ -49,7 +50,7 @@ def fetch(project: str, endpoint: str | None = None) -> dict:
 
     parent = f"projects/{project}/locations/global/services/{T.QUOTA_SERVICE}"
     try:
-        return to_table(_client(endpoint).list_quota_infos(parent=parent))
+        return to_table(_client(endpoint).list_quota_infos(parent=parent, timeout=API_TIMEOUT_S))
     except gexc.GoogleAPICallError as e:
         raise QuotaError(f"quota API {endpoint or DEFAULT_ENDPOINT}: {e.message or e}") from None
     except Exception as e:  # transport errors: connection refused, DNS, TLS

@@ -1,11 +1,16 @@
-"""Recent launches remembered locally, so `status`/`cancel` accept a launch id.
+"""Recent launches remembered locally, so `status`/`cancel`/`watch` accept a launch id.
 
 A launch is recorded *before* it is submitted (state "submitting"), so a
-crash between submit and record still leaves the launch id to look up.
+crash between submit and record still leaves the launch id to look up. The
+record also holds the plan and the supervision policy, so `watch` carries on
+exactly where the first watcher stopped. Records never hold secret values
+(secrets are Secret Manager references).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import pathlib
@@ -41,10 +46,57 @@ def save(path: pathlib.Path, launches: list[dict]) -> None:
     os.replace(tmp, path)
 
 
+@contextlib.contextmanager
+def _locked(path: pathlib.Path):
+    """Serialises read-modify-write of the state file between launcher processes."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield
+
+
 def upsert(path: pathlib.Path, record: dict) -> None:
-    launches = [r for r in load(path) if r.get("launch_id") != record["launch_id"]]
-    launches.append(record)
-    save(path, launches)
+    with _locked(path):
+        launches = [r for r in load(path) if r.get("launch_id") != record["launch_id"]]
+        launches.append(record)
+        save(path, launches)
+
+
+def update(path: pathlib.Path, launch_id: str, **fields) -> dict:
+    """Merges FIELDS into the launch's record; keys others set (cancel_requested) survive."""
+    with _locked(path):
+        launches = load(path)
+        record = next((r for r in launches if r.get("launch_id") == launch_id), None)
+        if record is None:
+            record = {"launch_id": launch_id}
+            launches.append(record)
+        record.update(fields)
+        save(path, launches)
+        return dict(record)
+
+
+class WatchLocked(RuntimeError):
+    """Another launcher process is already watching this launch."""
+
+
+@contextlib.contextmanager
+def watch_lock(path: pathlib.Path, launch_id: str):
+    """One watcher per launch: an exclusive lock held while watching, released on exit or crash."""
+    lock_path = path.parent / f".watch-{launch_id}.lock"
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            raise WatchLocked(f"launch {launch_id} is already being watched by {holder}; "
+                              "stop that watcher (Ctrl-C detaches it) or wait for it") from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()}")
+        f.flush()
+        yield
 
 
 def find(path: pathlib.Path, key: str) -> dict | None:

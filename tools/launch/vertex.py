@@ -8,6 +8,7 @@ plan only, so the submitted spec is exactly what `--dry-run` showed.
 from __future__ import annotations
 
 import dataclasses
+import re
 import sys
 import time
 
@@ -24,6 +25,7 @@ TERMINAL_STATES = {
     "JOB_STATE_PARTIALLY_SUCCEEDED",
 }
 UNCLEAR_RETRIES = 3
+API_TIMEOUT_S = 30.0  # every Vertex call carries it: a hung connection must not hang the launcher
 
 
 class SubmitError(RuntimeError):
@@ -46,34 +48,62 @@ def client_for(region: str, endpoint: str | None = None):
     )
 
 
-def labels(plan: dict, launch_id: str) -> dict:
+LAUNCH_ID_RE = re.compile(r"^[a-z0-9_-]{1,63}$")
+
+
+def check_launch_id(launch_id: str) -> str:
+    """Launch ids are label values: 1-63 lowercase letters, digits, '_' or '-'."""
+    if not LAUNCH_ID_RE.match(launch_id):
+        raise SubmitError(f"--launch-id {launch_id!r}: use 1-63 lowercase letters, digits, '_' or '-' "
+                          "(it is a Vertex label value)")
+    return launch_id
+
+
+def labels(plan: dict, launch_id: str, attempt: int = 1) -> dict:
     """Provenance on the job, not in the image (so the digest stays stable).
 
     Label values are limited to 63 characters: the image digest label keeps
     the first 63 hex characters; the full reference is the job's image URI.
+    `attempt` tells the relaunches of one launch apart, so an unclear create
+    is looked up as exactly that attempt.
     """
     return {
         "image_sha256": plan["digest"].split(":", 1)[1][:63],
         "git_commit": (plan["git_commit"] or "unknown")[:63],
         "git_dirty": "true" if plan["git_dirty"] else "false",
         "launch_id": launch_id,
+        "attempt": str(attempt),
         "run_name": plan["run_name"],
     }
 
 
+SECRET_REFS_ENV = "ARR_SECRET_REFS"  # the trainer resolves these with Secret Manager at start
+
+
 def env_vars(plan: dict, cand: C.Candidate) -> dict:
-    """Hyperparameters plus what the trainer needs to know about its placement."""
-    return {
+    """Hyperparameters plus what the trainer needs to know about its placement.
+
+    Secrets travel as Secret Manager references only (ENV=projects/P/secrets/S[/versions/V]);
+    their values never enter the job spec.
+    """
+    env = {
         **plan["env"],
         "CUDA_VISIBLE_DEVICES": ",".join(str(i) for i in range(cand.accelerator_count)),
         "TRAINING_GPU": cand.gpu,
         "ARR_RUN_NAME": plan["run_name"],
         "ARR_IMAGE": plan["image"],
     }
+    if plan.get("secrets"):
+        env[SECRET_REFS_ENV] = ",".join(f"{k}={v}" for k, v in sorted(plan["secrets"].items()))
+    return env
 
 
-def build_job(plan: dict, cand: C.Candidate, launch_id: str):
-    """The CustomJob for one candidate: image by digest, one chief worker, resumable output."""
+def build_job(plan: dict, cand: C.Candidate, launch_id: str, attempt: int = 1):
+    """The CustomJob for one candidate: image by digest, chief + workers, resumable output.
+
+    Pool 0 is the chief (one replica); with --nodes N pool 1 holds N-1 workers
+    with the identical machine and container spec (Vertex sets CLUSTER_SPEC).
+    """
     v1 = _v1()
     from google.protobuf import duration_pb2
 
@@ -85,26 +115,32 @@ def build_job(plan: dict, cand: C.Candidate, launch_id: str):
     )
     if cand.scheduling == "FLEX_START":
         scheduling.max_wait_duration = duration_pb2.Duration(seconds=int(plan["max_wait_s"]))
-    pool = v1.WorkerPoolSpec(
-        machine_spec=v1.MachineSpec(
-            machine_type=cand.machine_type,
-            accelerator_type=v1.AcceleratorType[cand.accelerator_type],
-            accelerator_count=cand.accelerator_count,
-        ),
-        replica_count=1,
-        container_spec=v1.ContainerSpec(
-            image_uri=plan["image"],
-            env=[v1.EnvVar(name=k, value=str(v)) for k, v in env_vars(plan, cand).items()],
-        ),
-    )
+
+    def pool(replicas: int):
+        return v1.WorkerPoolSpec(
+            machine_spec=v1.MachineSpec(
+                machine_type=cand.machine_type,
+                accelerator_type=v1.AcceleratorType[cand.accelerator_type],
+                accelerator_count=cand.accelerator_count,
+            ),
+            replica_count=replicas,
+            container_spec=v1.ContainerSpec(
+                image_uri=plan["image"],
+                env=[v1.EnvVar(name=k, value=str(v)) for k, v in env_vars(plan, cand).items()],
+            ),
+        )
+
+    nodes = int(plan.get("nodes", 1))
+    pools = [pool(1)] + ([pool(nodes - 1)] if nodes > 1 else [])
     spec = v1.CustomJobSpec(
-        worker_pool_specs=[pool],
+        worker_pool_specs=pools,
         scheduling=scheduling,
         base_output_directory=v1.GcsDestination(output_uri_prefix=plan["base_output_dir"]),
     )
     if plan.get("service_account"):
         spec.service_account = plan["service_account"]
-    return v1.CustomJob(display_name=plan["run_name"], labels=labels(plan, launch_id), job_spec=spec)
+    return v1.CustomJob(display_name=plan["run_name"], labels=labels(plan, launch_id, attempt),
+                        job_spec=spec)
 
 
 def parent(project: str, region: str) -> str:
@@ -112,12 +148,37 @@ def parent(project: str, region: str) -> str:
 
 
 def list_jobs(client, project: str, region: str, filt: str) -> list:
-    return list(client.list_custom_jobs(request={"parent": parent(project, region), "filter": filt}))
+    return list(client.list_custom_jobs(request={"parent": parent(project, region), "filter": filt},
+                                        timeout=API_TIMEOUT_S))
 
 
-def find_by_launch_id(client, project: str, region: str, launch_id: str):
-    jobs = list_jobs(client, project, region, f'labels.launch_id="{launch_id}"')
-    return jobs[0] if jobs else None
+def get_job(client, name: str):
+    return client.get_custom_job(name=name, timeout=API_TIMEOUT_S)
+
+
+def cancel(client, name: str) -> None:
+    client.cancel_custom_job(name=name, timeout=API_TIMEOUT_S)
+
+
+def find_by_launch_id(client, project: str, region: str, launch_id: str, attempt: int | None = None):
+    """The newest job of this launch (and attempt) in REGION, or None."""
+    filt = f'labels.launch_id="{launch_id}"'
+    if attempt is not None:
+        filt += f' AND labels.attempt="{attempt}"'
+    jobs = list_jobs(client, project, region, filt)
+    return max(jobs, key=lambda j: (_attempt_of(j), j.name)) if jobs else None
+
+
+def _attempt_of(job) -> int:
+    value = dict(job.labels).get("attempt", "1")
+    return int(value) if value.isdigit() else 1
+
+
+def find_launch(client_factory, project: str, regions, launch_id: str):
+    """The newest job of LAUNCH_ID in any of REGIONS: a rerun adopts it instead of creating another."""
+    found = [j for region in dict.fromkeys(regions)
+             if (j := find_by_launch_id(client_factory(region), project, region, launch_id)) is not None]
+    return max(found, key=lambda j: (_attempt_of(j), j.name)) if found else None
 
 
 def state_name(job) -> str:
@@ -161,24 +222,40 @@ def _error_code(e) -> str:
     return _HTTP_STATUS.get(getattr(e, "code", None), f"HTTP_{getattr(e, 'code', '?')}")
 
 
+def job_error(job) -> tuple[str, str]:
+    """A failed job's `error` (google.rpc.Status) as (status name, message)."""
+    from google.rpc import code_pb2
+
+    code = int(job.error.code)
+    name = code_pb2.Code.Name(code) if code in code_pb2.Code.values() else f"CODE_{code}"
+    return name, job.error.message
+
+
 @dataclasses.dataclass
 class Attempt:
+    """One create call or one submitted job's fate, for the result and the state file."""
+
     region: str
     machine_type: str
     outcome: str
+    job: str | None = None
 
 
-def submit(plan: dict, launch_id: str, client_factory, *, force: bool = False,
+def submit(plan: dict, launch_id: str, client_factory, *, blocked: C.Blocklist | None = None,
+           attempt: int = 1, check_active: bool = True,
            log=lambda msg: print(msg, file=sys.stderr), backoff: float = 1.0):
     """Submits exactly one CustomJob, walking the plan's candidates on quota/capacity errors.
 
-    Returns (job, attempts). Before every retry of an unclear failure the
-    launch id is looked up, so a lost response never becomes a second job.
+    Returns (job, candidate, attempts). Candidates in BLOCKED are skipped (it
+    is updated in place with what this call learns). Before every retry of an
+    unclear failure, and once more before giving up, this attempt is looked up
+    by its launch id label, so a lost response never becomes a second job.
     """
     from google.api_core import exceptions as gexc
 
     cands = P.candidates_from_plan(plan)
-    if not force:
+    blocked = blocked if blocked is not None else C.Blocklist()
+    if check_active:
         running = reachable(
             lambda: active_runs(client_factory, plan["project"], [c.region for c in cands], plan["run_name"]),
             "listing active jobs of this run name")
@@ -187,32 +264,33 @@ def submit(plan: dict, launch_id: str, client_factory, *, force: bool = False,
                 f"run {plan['run_name']!r} is already active ({', '.join(j.name for j in running)}); "
                 "wait for it, cancel it, or pass --force"
             )
-    blocked = C.Blocklist()
     attempts: list[Attempt] = []
     for cand in cands:
         if blocked.blocks(cand):
-            attempts.append(Attempt(cand.region, cand.machine_type, "skipped: blocked by an earlier error"))
             continue
         client = client_factory(cand.region)
-        job = build_job(plan, cand, launch_id)
+        job = build_job(plan, cand, launch_id, attempt)
+
+        def lookup():
+            return reachable(lambda: find_by_launch_id(client, plan["project"], cand.region, launch_id, attempt),
+                             f"looking up launch id {launch_id}")
+
         for retry in range(UNCLEAR_RETRIES + 1):
-            if retry:
-                existing = reachable(
-                    lambda: find_by_launch_id(client, plan["project"], cand.region, launch_id),
-                    f"looking up launch id {launch_id}")
-                if existing is not None:
-                    log(f"launch {launch_id} was submitted after all: {existing.name}")
-                    attempts.append(Attempt(cand.region, cand.machine_type, "submitted (found by launch id)"))
-                    return existing, attempts
+            if retry and (existing := lookup()) is not None:
+                log(f"launch {launch_id} was submitted after all: {existing.name}")
+                attempts.append(Attempt(cand.region, cand.machine_type, "submitted (found by launch id)",
+                                        existing.name))
+                return existing, cand, attempts
             try:
-                created = client.create_custom_job(parent=parent(plan["project"], cand.region), custom_job=job)
-                attempts.append(Attempt(cand.region, cand.machine_type, "submitted"))
-                return created, attempts
+                created = client.create_custom_job(parent=parent(plan["project"], cand.region),
+                                                   custom_job=job, timeout=API_TIMEOUT_S)
+                attempts.append(Attempt(cand.region, cand.machine_type, "submitted", created.name))
+                return created, cand, attempts
             except gexc.GoogleAPICallError as e:
                 code, message = _error_code(e), e.message or str(e)
             except Exception as e:  # transport: connection reset, timeout
                 code, message = "TRANSPORT", f"{type(e).__name__}: {e}"
-            scope = C.classify_error(code, message)
+            scope = C.classify_error(code, message, cand)
             attempts.append(Attempt(cand.region, cand.machine_type, f"{code}: {message} -> {scope.value}"))
             if scope is C.Scope.FATAL:
                 raise SubmitError(f"Vertex refused the job in {cand.region}: {code}: {message}")
@@ -224,26 +302,21 @@ def submit(plan: dict, launch_id: str, client_factory, *, force: bool = False,
             log(f"unclear failure in {cand.region} ({code}: {message}); checking launch id {launch_id}")
             time.sleep(backoff * (2**retry))
         else:
+            if (existing := lookup()) is not None:
+                log(f"launch {launch_id} was submitted after all: {existing.name}")
+                attempts.append(Attempt(cand.region, cand.machine_type, "submitted (found by launch id)",
+                                        existing.name))
+                return existing, cand, attempts
             raise SubmitError(f"Vertex in {cand.region} kept failing ({code}: {message}); "
                               f"launch id {launch_id} was not found, nothing was submitted")
-    raise SubmitError(
+    raise CandidatesExhausted(
         "no candidate accepted the job; tried: "
-        + "; ".join(f"{a.region} {a.machine_type}: {a.outcome}" for a in attempts)
+        + ("; ".join(f"{a.region} {a.machine_type}: {a.outcome}" for a in attempts) or "nothing (all blocked)")
     )
 
 
-def wait(client, name: str, *, poll_s: float = 30.0, log=lambda msg: print(msg, file=sys.stderr)):
-    """Follows the job to a terminal state, logging each change; returns the final job."""
-    last = None
-    while True:
-        job = client.get_custom_job(name=name)
-        state = state_name(job)
-        if state != last:
-            log(f"{name}: {state}")
-            last = state
-        if state in TERMINAL_STATES:
-            return job
-        time.sleep(poll_s)
+class CandidatesExhausted(RuntimeError):
+    """Every candidate of the plan failed or is blocked: nothing more to try (exit 1)."""
 
 
 def logs_hint(job_name: str) -> str:
@@ -264,5 +337,5 @@ def region_of(job_name: str) -> str:
     return parts[3]
 
 
-def cancel(client, name: str) -> None:
-    client.cancel_custom_job(name=name)
+def job_id(job_name: str) -> str:
+    return job_name.rsplit("/", 1)[-1]
