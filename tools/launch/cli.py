@@ -22,6 +22,7 @@ import pathlib
 import re
 import signal
 import sys
+import time
 import uuid
 
 from tools.launch import config as CFG
@@ -345,7 +346,7 @@ def _hangup_detaches() -> None:
         signal.signal(signal.SIGHUP, handler)
 
 
-def _supervisor(plan: dict, policy, launch_id: str, path: pathlib.Path, record: dict, args):
+def _supervisor(plan: dict, policy, launch_id: str, path: pathlib.Path, record: dict):
     from tools.launch import candidates as C
     from tools.launch import cloud_logs, supervise
 
@@ -360,7 +361,7 @@ def _supervisor(plan: dict, policy, launch_id: str, path: pathlib.Path, record: 
                                 blocked=C.Blocklist.from_json(record.get("blocked")))
 
 
-def _supervise(sup, run, launch_id: str, store: _Store) -> int:
+def _supervise(run, launch_id: str, store: _Store) -> int:
     """Runs RUN (submit and/or watch) under the watch lock; maps its outcome to an exit code."""
     from tools.launch import state, supervise
 
@@ -400,7 +401,7 @@ def submit_and_supervise(plan: dict, policy, args) -> int:
     else:
         state.upsert(path, record)
     store = _Store(path, launch_id)
-    sup = _supervisor(plan, policy, launch_id, path, record, args)
+    sup = _supervisor(plan, policy, launch_id, path, record)
 
     def run():
         try:
@@ -411,7 +412,7 @@ def submit_and_supervise(plan: dict, policy, args) -> int:
             return supervise.Result(EXIT_OK, job, sup.summary(job))
         return sup.watch(job)
 
-    return _supervise(sup, run, launch_id, store)
+    return _supervise(run, launch_id, store)
 
 
 def _resolve(args) -> tuple[str, dict | None]:
@@ -440,7 +441,7 @@ def cmd_status(args) -> int:
     job = vertex.reachable(lambda: vertex.get_job(client, name), f"reading {name}")
     attempts = list((record or {}).get("attempts") or [])
     if attempts and attempts[-1].get("job") == name:
-        attempts[-1] = {**attempts[-1], "running_s": supervise.running_seconds(job, supervise.time.time())}
+        attempts[-1] = {**attempts[-1], "running_s": supervise.running_seconds(job, time.time())}
     out = {"job": job.name, "state": vertex.state_name(job), "display_name": job.display_name,
            "labels": dict(job.labels), "attempts": attempts,
            "cost_so_far": round(sum(supervise.attempt_cost(a) for a in attempts), 4),
@@ -485,18 +486,16 @@ def cmd_watch(args) -> int:
     launch_id = record["launch_id"]
     store = _Store(_state_path(args), launch_id)
     store.update(supervision="watching", cancel_requested=False)
-    sup = _supervisor(record["plan"], policy, launch_id, store.path, record, args)
+    sup = _supervisor(record["plan"], policy, launch_id, store.path, record)
     client = sup.clients(vertex.region_of(name))
     job = vertex.reachable(lambda: vertex.get_job(client, name), f"reading {name}")
     log(f"re-attached to {name} ({vertex.state_name(job)}), waiting until "
         f"{'it ends' if policy.until == 'end' else 'it runs'}")
-    return _supervise(sup, lambda: sup.watch(job), launch_id, store)
+    return _supervise(lambda: sup.watch(job), launch_id, store)
 
 
 def cmd_logs(args) -> int:
     """Prints the job's log entries (oldest first); --follow keeps going until the job ends."""
-    import time
-
     from tools.launch import cloud_logs, vertex
 
     name, record = _resolve(args)
