@@ -1,11 +1,13 @@
 """Layer and layout determinism: the digest is the build's identity, so the
 same entries must give the same bytes, and any change must change them."""
 
+import dataclasses
 import gzip
 import hashlib
 import io
 import json
 import os
+import random
 import tarfile
 
 import pytest
@@ -213,3 +215,36 @@ def test_plain_tar_is_its_own_diff_id(tmp_path):
 
 def test_pinned_deflate_is_used():
     assert layout.DEFLATE_IMPLEMENTATION == "zlib-ng"
+
+
+def _multi_block_entries(tmp_path):
+    """About 5 blocks of mixed compressible and incompressible data, so blocks really split."""
+    big = tmp_path / "big.bin"
+    big.write_bytes(random.Random(7).randbytes(1 << 20) + b"torch " * 600_000)
+    return _entries(tmp_path) + [Entry.file("app/big.bin", source=big),
+                                 Entry.file("app/zeros", data=bytes(2 << 20))]
+
+
+@pytest.mark.parametrize("threads", [1, 2, 4])
+def test_gzip_bytes_do_not_depend_on_the_thread_count(tmp_path, threads):
+    entries = _multi_block_entries(tmp_path)
+    reference = layout.write_layer(entries, tmp_path / "ref.tar.gz", threads=1)
+    info = layout.write_layer(entries, tmp_path / f"t{threads}.tar.gz", threads=threads)
+    assert (tmp_path / f"t{threads}.tar.gz").read_bytes() == (tmp_path / "ref.tar.gz").read_bytes()
+    assert info == dataclasses.replace(reference, path=info.path)
+    assert reference.size > layout.GZIP_BLOCK // 2  # several compressed blocks
+
+
+def test_threaded_gzip_is_one_valid_stream_with_a_fixed_header(tmp_path):
+    info = layout.write_layer(_multi_block_entries(tmp_path), tmp_path / "l.tar.gz", threads=2)
+    blob = (tmp_path / "l.tar.gz").read_bytes()
+    assert blob[:2] == b"\x1f\x8b" and blob[4:8] == b"\0\0\0\0"  # gzip magic, mtime 0
+    tar = gzip.decompress(blob)  # checks the CRC and length trailer too
+    assert "sha256:" + hashlib.sha256(tar).hexdigest() == info.diff_id
+    with tarfile.open(fileobj=io.BytesIO(tar)) as t:
+        assert t.getmember("app/zeros").size == 2 << 20
+
+
+def test_thread_count_comes_from_the_environment_or_the_cores():
+    assert layout.gzip_threads({"ARR_OCI_GZIP_THREADS": "3"}) == 3
+    assert layout.gzip_threads({}) == len(os.sched_getaffinity(0))

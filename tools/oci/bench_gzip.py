@@ -1,0 +1,73 @@
+"""Layer gzip benchmark: block size and threads against time and compressed size.
+
+    tools/bazel run //tools/oci:bench_gzip -- DIR [MB]
+
+Tars up to MB megabytes of DIR (e.g. torch's lib/ folder in the output base) in
+memory, then compresses it with the single-stream writer and with the threaded
+writer at several block sizes and thread counts. CPU seconds are this process's
+user+sys, which hold on a loaded machine; wall seconds only on an idle one.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import resource
+import sys
+import tarfile
+import time
+
+from zlib_ng import gzip_ng, gzip_ng_threaded
+
+from tools.oci import layout
+
+
+def tar_of(src: str, limit: int) -> bytes:
+    buf, total = io.BytesIO(), 0
+    with tarfile.open(fileobj=buf, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        for root, dirs, files in os.walk(src):
+            dirs.sort()
+            for name in sorted(files):
+                path = os.path.join(root, name)
+                if total > limit:
+                    return buf.getvalue()
+                tar.add(path, arcname=os.path.relpath(path, src))
+                total += os.path.getsize(path)
+    return buf.getvalue()
+
+
+def cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def measure(data: bytes, block: int | None, threads: int) -> tuple[float, float, int]:
+    out = io.BytesIO()
+    wall, cpu = time.perf_counter(), cpu_s()
+    if block is None:
+        gz = gzip_ng.GzipFile(filename="", mode="wb", fileobj=out, mtime=0, compresslevel=layout.GZIP_LEVEL)
+    else:
+        gz = gzip_ng_threaded.open(out, "wb", compresslevel=layout.GZIP_LEVEL, threads=threads, block_size=block)
+    for i in range(0, len(data), layout.CHUNK):
+        gz.write(data[i:i + layout.CHUNK])
+    gz.close()
+    return time.perf_counter() - wall, cpu_s() - cpu, len(out.getvalue())
+
+
+def main(argv: list[str]) -> int:
+    src, mb = argv[0], int(argv[1]) if len(argv) > 1 else 300
+    data = tar_of(src, mb << 20)
+    print(f"tar {len(data) / 1e6:.0f} MB of {src}; load average {os.getloadavg()[0]:.1f}; "
+          f"{len(os.sched_getaffinity(0))} cores")
+    print("| writer | block | threads | wall s | CPU s | gzip MB |\n|---|---|---|---|---|---|")
+    runs = [(None, 1)] + [(b << 10, t) for b in (128, 512, 1024, 4096) for t in (1, 2, 4)]
+    for block, threads in runs:
+        wall, cpu, size = measure(data, block, threads)
+        name = "single stream" if block is None else "threaded"
+        print(f"| {name} | {'-' if block is None else f'{block >> 10} KiB'} | {threads} | {wall:.2f} | "
+              f"{cpu:.2f} | {size / 1e6:.2f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
