@@ -275,6 +275,7 @@ def main(argv=None) -> int:
     parser.add_argument("--deb-dir", help="take every *.deb in this folder")
     parser.add_argument("--out", required=True, help="layer .tar.gz (a .json sidecar is written next to it)")
     parser.add_argument("--no-pyc", action="store_true")
+    parser.add_argument("--architecture", help="image architecture (OCI name): refuse binaries for others")
     args = parser.parse_args(argv)
     debs = list(args.deb)
     if args.deb_dir:
@@ -283,7 +284,7 @@ def main(argv=None) -> int:
         lock = json.load(f)
     started = time.monotonic()
     fs = build_rootfs(match_debs(lock, debs), compile_pyc=not args.no_pyc)
-    info = layout.write_layer(fs.entries.values(), args.out, refuse_top=())
+    info = layout.write_layer(fs.entries.values(), args.out, refuse_top=(), architecture=args.architecture)
     with open(args.out + ".json", "w") as f:
         f.write(info.to_json())
     print(f"base: {len(fs.entries)} entries, {info.size / 1e6:.1f} MB gzip, {info.diff_id} "

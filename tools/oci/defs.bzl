@@ -243,6 +243,7 @@ def _py_image_layers_impl(ctx):
         args.add("--listing", listing)
         args.add("--drop", "_main/" + launcher.short_path)
         args.add("--exclusive")
+        args.add("--architecture", ctx.attr.architecture)
         if ctx.attr.pyc:
             args.add("--pyc")
         ctx.actions.run(
@@ -271,6 +272,10 @@ py_image_layers = rule(
         "groups": attr.int_list(default = [2, 3, 4, 5]),
         "hub": attr.string(default = "pypi", doc = "pip.parse hub name, the prefix of wheel repos"),
         "pyc": attr.bool(default = True, doc = "ship deterministic unchecked-hash .pyc"),
+        "architecture": attr.string(
+            default = "amd64",
+            doc = "the image's OCI architecture: a binary for any other machine fails the build",
+        ),
         "_tool": attr.label(default = _TOOL, executable = True, cfg = "exec"),
     },
 )
@@ -314,6 +319,7 @@ def _debian_base_layer_impl(ctx):
     args.add("debian_rootfs")
     args.add("--lock", ctx.file.lock)
     args.add_all(ctx.files.debs, before_each = "--deb")
+    args.add("--architecture", ctx.attr.architecture)
     args.add("--out", blob)
     ctx.actions.run(
         executable = ctx.executable._tool,
@@ -335,6 +341,10 @@ debian_base_layer = rule(
     attrs = {
         "lock": attr.label(allow_single_file = [".json"], mandatory = True),
         "debs": attr.label_list(allow_files = [".deb"], mandatory = True),
+        "architecture": attr.string(
+            default = "amd64",
+            doc = "the image's OCI architecture: a binary for any other machine fails the build",
+        ),
         "_tool": attr.label(default = _TOOL, executable = True, cfg = "exec"),
     },
 )

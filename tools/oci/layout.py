@@ -40,6 +40,8 @@ from typing import BinaryIO
 # depend on the block size and level only, never on the thread count.
 from zlib_ng import gzip_ng_threaded as _gzip_threaded
 
+from tools.oci import binary_guard
+
 DEFLATE_IMPLEMENTATION = "zlib-ng"
 
 # 2000-01-01T00:00:00Z would also do; 0 is what most reproducible builders use.
@@ -278,11 +280,29 @@ def _add(tar: tarfile.TarFile, entry: Entry) -> None:
             tar.addfile(_tarinfo(entry, os.fstat(f.fileno()).st_size), f)
 
 
+def file_heads(entries: Iterable[Entry]):
+    """(path, first bytes) of every file entry: what the binary guard judges."""
+    for entry in entries:
+        if entry.kind != FILE:
+            continue
+        if entry.data is not None:
+            yield entry.path, entry.data[:binary_guard.HEAD_BYTES]
+        else:
+            with open(entry.source, "rb") as f:
+                yield entry.path, f.read(binary_guard.HEAD_BYTES)
+
+
 def write_tar_stream(entries: Iterable[Entry], sink: BinaryIO, *,
-                     refuse_top: Iterable[str] = LATER_LAYER_REFUSED_TOP) -> None:
-    """Write the deterministic tar of `entries` to a writable stream."""
+                     refuse_top: Iterable[str] = LATER_LAYER_REFUSED_TOP,
+                     architecture: str | None = None) -> None:
+    """Write the deterministic tar of `entries` to a writable stream.
+
+    With ARCHITECTURE (an OCI architecture, e.g. amd64), binaries for any other
+    machine are refused before a byte is written (tools/oci/binary_guard.py)."""
     ordered = with_parent_dirs(entries)
     validate_entries(ordered, refuse_top)
+    if architecture is not None:
+        binary_guard.check(file_heads(ordered), architecture)
     with tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT,
                       encoding="utf-8", bufsize=CHUNK) as tar:
         for entry in ordered:
@@ -305,7 +325,8 @@ def gzip_writer(sink: BinaryIO, *, level: int = GZIP_LEVEL, threads: int | None 
 
 def write_layer(entries: Iterable[Entry], out_path: str, *,
                 refuse_top: Iterable[str] = LATER_LAYER_REFUSED_TOP,
-                level: int = GZIP_LEVEL, threads: int | None = None) -> LayerInfo:
+                level: int = GZIP_LEVEL, threads: int | None = None,
+                architecture: str | None = None) -> LayerInfo:
     """Stream entries into `out_path` (.tar.gz) and return its LayerInfo.
 
     digest = sha256 of the gzip blob, diff_id = sha256 of the tar, both taken
@@ -315,7 +336,7 @@ def write_layer(entries: Iterable[Entry], out_path: str, *,
         blob = _HashingWriter(raw)
         gz = gzip_writer(blob, level=level, threads=threads)
         tar_bytes = _HashingWriter(gz)
-        write_tar_stream(entries, tar_bytes, refuse_top=refuse_top)
+        write_tar_stream(entries, tar_bytes, refuse_top=refuse_top, architecture=architecture)
         gz.close()
     return LayerInfo(path=os.fspath(out_path), digest="sha256:" + blob.sha.hexdigest(),
                      diff_id="sha256:" + tar_bytes.sha.hexdigest(), size=blob.size)

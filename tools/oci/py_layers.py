@@ -191,6 +191,7 @@ def main(argv=None) -> int:
     parser.add_argument("--pyc", action="store_true", help="add deterministic .pyc")
     parser.add_argument("--listing", help="also write the sorted path listing here")
     parser.add_argument("--drop", action="append", default=[], help="runfiles path not to ship")
+    parser.add_argument("--architecture", help="image architecture (OCI name): refuse binaries for others")
     parser.add_argument("--exclusive", action="store_true",
                         help="the manifest holds only this group's files: refuse any other group's")
     args = parser.parse_args(argv)
@@ -199,7 +200,7 @@ def main(argv=None) -> int:
     entries, _dropped = group_entries(pairs, args.group, args.hub, exclusive=args.exclusive)
     if args.pyc:
         entries = with_pyc(entries)
-    info = layout.write_layer(entries, args.out)
+    info = layout.write_layer(entries, args.out, architecture=args.architecture)
     with open(args.out + ".json", "w") as f:
         f.write(info.to_json())
     if args.listing:
