@@ -3,16 +3,21 @@
 Why our own client: the digest Bazel computed is the image's identity, so the
 bytes must land unchanged (PyPI's `oras` re-serialises manifests; skopeo is not
 on every user's machine and needs flags to keep digests). The protocol facts
-it relies on are in ENVIRONMENT.md ("Distribution-spec push facts"):
+it relies on:
 
 - HEAD a blob first and skip it when present (re-push uploads nothing);
 - POST starts an upload; its Location may be absolute (with `?_state=`) or
   relative, and each PATCH returns the next Location to follow;
 - large blobs go in chunked PATCHes with `Content-Range: START-END`;
-- a retried upload re-opens its source (a consumed stream cannot be resent);
+- a re-sent request re-opens its body (a consumed stream cannot be resent);
 - the manifest PUT needs the exact mediaType as Content-Type, after all blobs;
 - token registries (Artifact Registry too) hand out pull-only tokens for HEAD
   and challenge again for POST: ask for `pull,push`.
+
+What each error response leads to is the table "Registry error policy" in
+docs/launch.md: only 429/502/503/504 and lost connections are re-sent
+(honouring Retry-After), a 404 on an upload session starts the blob again, a
+416 resumes at the registry's offset, a 401 renews the token once.
 """
 
 from __future__ import annotations
@@ -257,6 +262,8 @@ class Session:
                 self.requests += 1
             return self._http().request(method, url, data=body, headers=hdrs,
                                         timeout=TIMEOUT, allow_redirects=False)
+        except requests.exceptions.SSLError as e:  # a certificate problem does not pass by itself
+            raise RegistryError(f"{method} {url}: TLS failed: {e}") from None
         except requests.ConnectionError as e:
             raise _Transient(f"{method} {url}: connection failed: {e}") from e
         except requests.Timeout as e:
