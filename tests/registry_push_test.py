@@ -201,7 +201,7 @@ def http_date_in(seconds: float) -> str:
     "status,retry_after,max_wait,least,most",
     [
         ("429", "2", 60, 2.0, 60),
-        ("503", lambda: http_date_in(3), 60, 1.5, 3.5),  # HTTP dates have whole seconds
+        ("503", lambda: http_date_in(3), 60, 1.0, 3.0),  # HTTP dates have whole seconds
         ("429", "3600", 1.0, 1.0, 1.0),  # capped
     ],
     ids=["429-seconds", "503-http-date", "429-capped"],
