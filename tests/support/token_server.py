@@ -4,6 +4,9 @@ The registry's `auth.token` config names our realm, service, issuer and a
 root certificate bundle; tokens are RS256 JWTs whose `x5c` header carries the
 (self-signed) signing certificate, which distribution 2.8 verifies against
 that bundle. Requests are recorded so tests can assert which scopes were asked.
+Every token is distinct (a serial in `jti`), so a renewed token is a new one.
+`revoke_after=N` grants nothing after the first N token requests (push access
+withdrawn mid-push): the registry then refuses the new tokens itself.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import base64
 import contextlib
 import datetime
 import http.server
+import itertools
 import json
 import time
 import urllib.parse
@@ -50,10 +54,13 @@ def make_signing_cert(cert_path: str):
 
 
 class TokenServer:
-    def __init__(self, key, cert, *, issuer: str, service: str, users: dict):
+    def __init__(self, key, cert, *, issuer: str, service: str, users: dict,
+                 revoke_after: int | None = None):
         self.key, self.cert = key, cert
         self.issuer, self.service, self.users = issuer, service, users
+        self.revoke_after = revoke_after
         self.requests: list[dict] = []  # {"user", "scopes"} per token request
+        self._serial = itertools.count()
 
     def sign(self, user: str, access: list[dict]) -> str:
         now = int(time.time())
@@ -64,7 +71,7 @@ class TokenServer:
         }
         claims = {
             "iss": self.issuer, "sub": user, "aud": self.service,
-            "exp": now + 300, "nbf": now - 10, "iat": now, "jti": str(now) + user,
+            "exp": now + 300, "nbf": now - 10, "iat": now, "jti": f"{now}-{user}-{next(self._serial)}",
             "access": access,
         }
         signing_input = _b64url(json.dumps(header).encode()) + "." + _b64url(json.dumps(claims).encode())
@@ -72,6 +79,8 @@ class TokenServer:
         return signing_input + "." + _b64url(sig)
 
     def grant(self, query: dict, user: str) -> list[dict]:
+        if self.revoke_after is not None and len(self.requests) > self.revoke_after:
+            return []
         access = []
         for scope in query.get("scope", []):
             kind, name, actions = scope.split(":")[0], ":".join(scope.split(":")[1:-1]), scope.split(":")[-1]

@@ -3,16 +3,21 @@
 Why our own client: the digest Bazel computed is the image's identity, so the
 bytes must land unchanged (PyPI's `oras` re-serialises manifests; skopeo is not
 on every user's machine and needs flags to keep digests). The protocol facts
-it relies on are in ENVIRONMENT.md ("Distribution-spec push facts"):
+it relies on:
 
 - HEAD a blob first and skip it when present (re-push uploads nothing);
 - POST starts an upload; its Location may be absolute (with `?_state=`) or
   relative, and each PATCH returns the next Location to follow;
 - large blobs go in chunked PATCHes with `Content-Range: START-END`;
-- a retried upload re-opens its source (a consumed stream cannot be resent);
+- a re-sent request re-opens its body (a consumed stream cannot be resent);
 - the manifest PUT needs the exact mediaType as Content-Type, after all blobs;
 - token registries (Artifact Registry too) hand out pull-only tokens for HEAD
   and challenge again for POST: ask for `pull,push`.
+
+What each error response leads to is the table "Registry error policy" in
+docs/launch.md: only 429/502/503/504 and lost connections are re-sent
+(honouring Retry-After), a 404 on an upload session starts the blob again, a
+416 resumes at the registry's offset, a 401 renews the token once.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from __future__ import annotations
 import base64
 import concurrent.futures
 import dataclasses
+import datetime
+import email.utils
 import json
 import os
 import re
@@ -34,8 +41,12 @@ from tools.launch import endpoints, image
 
 DEFAULT_CHUNK = 32 << 20  # blobs above this go in chunked PATCHes
 DEFAULT_JOBS = 4
-RETRIES = 4
+RETRIES = 4  # re-sends of one request after a transient failure
+RESTARTS = 3  # new upload sessions for one blob after the registry lost one (404)
+RESUMES = 8  # 416 resumptions within one upload session
 TIMEOUT = (10, 300)  # connect, read
+RETRY_STATUSES = frozenset({429, 502, 503, 504})  # transient by HTTP semantics; 500 is not
+MAX_WAIT = 60.0  # seconds: cap on one wait, a registry's Retry-After included
 
 
 class RegistryError(RuntimeError):
@@ -45,7 +56,7 @@ class RegistryError(RuntimeError):
 @dataclasses.dataclass(frozen=True)
 class BasicAuth:
     username: str
-    password: str
+    password: str = dataclasses.field(repr=False)
 
     def header(self) -> str:
         raw = f"{self.username}:{self.password}".encode()
@@ -60,14 +71,40 @@ class PushReport:
     blobs_uploaded: int = 0
     blobs_skipped: int = 0
     blobs_mounted: int = 0
+    blobs_restarted: int = 0  # new upload sessions after a 404 on the old one
+    chunk_resumes: int = 0  # 416s answered by resuming at the registry's offset
     bytes_uploaded: int = 0
     bytes_total: int = 0
-    retries: int = 0
+    retries: int = 0  # requests re-sent after 429/502/503/504 or a dropped connection
+    retry_wait_s: float = 0.0  # time slept before those re-sends
+    token_requests: int = 0
     seconds: float = 0.0
 
 
-class _Retryable(Exception):
-    """A transient failure (connection dropped, 5xx, 429): redo the whole blob."""
+@dataclasses.dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how long to wait before re-sending a request that failed transiently."""
+
+    retries: int = RETRIES
+    backoff: float = 0.2  # seconds before the first re-send, doubling after
+    max_wait: float = MAX_WAIT
+
+    def wait(self, retry: int, retry_after: float | None) -> float:
+        """The registry's Retry-After when it gave one, else exponential backoff; capped."""
+        wanted = retry_after if retry_after is not None else self.backoff * (2**retry)
+        return min(wanted, self.max_wait)
+
+
+class _Transient(Exception):
+    """The request may succeed if sent again: no answer, or 429/502/503/504."""
+
+    def __init__(self, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class _SessionLost(Exception):
+    """The registry no longer knows the upload session (404): start the blob again."""
 
 
 _CHALLENGE_RE = re.compile(r'(\w+)="([^"]*)"')
@@ -83,22 +120,94 @@ def push_scope(repository: str) -> str:
     return f"repository:{repository}:pull,push"
 
 
+def parse_retry_after(value: str | None, now: float) -> float | None:
+    """Seconds to wait from a Retry-After header (delay-seconds or HTTP-date, RFC 9110 10.2.3).
+
+    None when absent or unreadable (the caller's backoff applies); a date in the
+    past means no wait. NOW is the current Unix time.
+    """
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:  # RFC 9110 dates are GMT
+        when = when.replace(tzinfo=datetime.timezone.utc)
+    return max(0.0, when.timestamp() - now)
+
+
+_RANGE_RE = re.compile(r"^(?:bytes=)?0-(\d+)$")
+
+
+def parse_upload_range(value: str | None) -> int | None:
+    """How many bytes an upload session holds, from its `Range: 0-<last byte>` header.
+
+    None when absent or unreadable. `0-0` is ambiguous (distribution 2.8 says it
+    for an empty session, the spec for one byte held): it is None too, so the
+    caller starts a new session rather than guess.
+    """
+    m = _RANGE_RE.match((value or "").strip())
+    if not m or m.group(1) == "0":
+        return None
+    return int(m.group(1)) + 1
+
+
+def may_carry_credentials(url: str, registry_base: str) -> bool:
+    """Registry credentials go to the registry's own origin only (an upload Location may not)."""
+    mine, theirs = urllib.parse.urlsplit(registry_base), urllib.parse.urlsplit(url)
+    return (mine.scheme, mine.netloc.lower()) == (theirs.scheme, theirs.netloc.lower())
+
+
+def check_realm(realm: str | None, registry_base: str) -> str:
+    """The token realm of a Bearer challenge, if credentials may go there.
+
+    The same rule as for the registry itself: https, or plain HTTP to
+    loopback only, so a challenge cannot send credentials in clear text.
+    """
+    if not realm:
+        raise RegistryError(f"registry {registry_base}: Bearer challenge without realm")
+    parts = urllib.parse.urlsplit(realm)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise RegistryError(f"registry {registry_base} names token realm {realm!r}: not an http(s) URL")
+    if parts.scheme == "http" and not endpoints.is_loopback_host(parts.hostname):
+        raise RegistryError(
+            f"registry {registry_base} names token realm {realm}: plain HTTP is only allowed to "
+            "loopback, and credentials would travel in clear text; nothing was sent. Serve the "
+            "token realm over https:// (the registry's auth.token.realm setting)"
+        )
+    return realm
+
+
 class Session:
     """HTTP to one registry repository with Basic/Bearer auth, shared across threads.
 
     Auth is lazy and challenge-driven: the first 401 says which scheme the
-    registry wants. Bearer tokens are cached per scope; pushes always ask for
-    `pull,push` because registries hand pull-only tokens to HEAD requests.
+    registry wants. Pushes always ask for a `pull,push` token because registries
+    hand pull-only tokens to HEAD requests. Credentials go only to the registry's
+    own origin (an upload Location elsewhere gets none) and to the token realm it
+    names. Transient failures are re-sent under RETRY (docs/launch.md, "Registry
+    error policy").
     """
 
-    def __init__(self, base: str, repository: str, auth: BasicAuth | None = None):
+    def __init__(self, base: str, repository: str, auth: BasicAuth | None = None,
+                 retry: RetryPolicy = RetryPolicy()):
         self.base = base.rstrip("/")
         self.repository = repository
         self.auth = auth
+        self.retry = retry
         self._local = threading.local()
-        self._lock = threading.Lock()
+        self._auth_lock = threading.Lock()  # one token request at a time
+        self._count_lock = threading.Lock()
         self._authorization: str | None = None  # header value once known
+        self._realm: str | None = None  # the token realm once a Bearer challenge named one
         self.requests = 0
+        self.retries = 0
+        self.retry_wait_s = 0.0
+        self.token_requests = 0
 
     def _http(self) -> requests.Session:
         s = getattr(self._local, "session", None)
@@ -111,44 +220,91 @@ class Session:
 
     def request(self, method: str, url: str, *, body_factory=None, headers=None,
                 allow=(200, 201, 202, 204)) -> requests.Response:
-        """One request, re-sent once with credentials after a 401 challenge.
+        """One request under the error policy; a status outside ALLOW is a RegistryError.
 
-        `body_factory` makes a fresh body per attempt (a file read once is gone).
+        `body_factory` makes a fresh body per attempt: a streamed body is consumed
+        by a failed send and must be rewound (re-opened) before the next one.
+        A 401 gets one new authorization (a fresh token), then is final.
         """
-        for attempt in range(2):
-            hdrs = dict(headers or {})
-            if self._authorization:
-                hdrs["Authorization"] = self._authorization
-            body = body_factory() if body_factory else None
+        reauthorized = False
+        retry = 0
+        while True:
+            sent_auth = self._authorization
             try:
-                self.requests += 1
-                resp = self._http().request(method, url, data=body, headers=hdrs,
-                                            timeout=TIMEOUT, allow_redirects=False)
-            except requests.ConnectionError as e:
-                raise _Retryable(f"{method} {url}: connection failed: {e}") from e
-            except requests.Timeout as e:
-                raise _Retryable(f"{method} {url}: timed out") from e
-            finally:
-                if hasattr(body, "close"):
-                    body.close()
-            if resp.status_code == 401 and attempt == 0:
-                self._authorize(resp, method)
-                continue
-            if resp.status_code in (401, 403):
-                raise RegistryError(
-                    f"registry {self.base} refused credentials for {self.repository} "
-                    f"({method} -> HTTP {resp.status_code}): {_error_text(resp)}"
-                )
-            if resp.status_code == 429 or resp.status_code >= 500:
-                raise _Retryable(f"{method} {url}: HTTP {resp.status_code}: {_error_text(resp)}")
-            if resp.status_code not in allow:
-                raise RegistryError(
-                    f"{method} {url}: unexpected HTTP {resp.status_code}: {_error_text(resp)}"
-                )
-            return resp
-        raise AssertionError("unreachable")
+                resp = self._send(method, url, body_factory, headers, sent_auth)
+                if resp.status_code == 401 and not reauthorized:
+                    reauthorized = True
+                    self._reauthorize(resp, sent_auth)
+                    continue
+                return self._judge(method, url, resp, allow, reauthorized)
+            except _Transient as e:
+                if retry >= self.retry.retries:
+                    raise RegistryError(
+                        f"registry {self.base} unreachable or failing after {retry + 1} tries: {e}"
+                    ) from None
+                wait = self.retry.wait(retry, e.retry_after)
+                with self._count_lock:
+                    self.retries += 1
+                    self.retry_wait_s += wait
+                time.sleep(wait)
+                retry += 1
 
-    def _authorize(self, resp: requests.Response, method: str) -> None:
+    def _send(self, method, url, body_factory, headers, authorization) -> requests.Response:
+        refusal = _plain_http_refusal(url)
+        if refusal:
+            raise RegistryError(f"{method} {url}: {refusal}")
+        hdrs = dict(headers or {})
+        if authorization and may_carry_credentials(url, self.base):
+            hdrs["Authorization"] = authorization
+        body = body_factory() if body_factory else None
+        try:
+            with self._count_lock:
+                self.requests += 1
+            return self._http().request(method, url, data=body, headers=hdrs,
+                                        timeout=TIMEOUT, allow_redirects=False)
+        except requests.exceptions.SSLError as e:  # a certificate problem does not pass by itself
+            raise RegistryError(f"{method} {url}: TLS failed: {e}") from None
+        except requests.ConnectionError as e:
+            raise _Transient(f"{method} {url}: connection failed: {e}") from e
+        except requests.Timeout as e:
+            raise _Transient(f"{method} {url}: timed out") from e
+        finally:
+            if hasattr(body, "close"):
+                body.close()
+
+    def _judge(self, method, url, resp, allow, reauthorized) -> requests.Response:
+        status = resp.status_code
+        if status in (401, 403):
+            raise RegistryError(self._refusal(method, resp, reauthorized))
+        if status in RETRY_STATUSES:
+            raise _Transient(f"{method} {url}: HTTP {status}: {_error_text(resp)}",
+                             parse_retry_after(resp.headers.get("Retry-After"), time.time()))
+        if status not in allow:
+            raise RegistryError(f"{method} {url}: unexpected HTTP {status}: {_error_text(resp)}")
+        return resp
+
+    def _refusal(self, method: str, resp: requests.Response, reauthorized: bool) -> str:
+        """What was refused and which credentials to fix (never their values)."""
+        if self.auth is None:
+            fix = "set ARR_REGISTRY_USER and ARR_REGISTRY_PASSWORD"
+        elif self.auth.username == "oauth2accesstoken":
+            fix = ("fix the Google credentials (gcloud auth application-default login); the "
+                   "account needs Artifact Registry Writer on the repository")
+        else:
+            fix = (f"fix ARR_REGISTRY_USER ({self.auth.username}) / ARR_REGISTRY_PASSWORD, or "
+                   "that user's push access to the repository")
+        fresh = f" even with a fresh token from {self._realm}" if reauthorized and self._realm else ""
+        return (f"registry {self.base} refused credentials for {self.repository}{fresh} "
+                f"({method} -> HTTP {resp.status_code}: {_error_text(resp)}): {fix}")
+
+    def _reauthorize(self, resp: requests.Response, sent_auth: str | None) -> None:
+        """New credentials after a 401, unless another thread already renewed them."""
+        with self._auth_lock:
+            if self._authorization != sent_auth:
+                return
+            self._authorization = self._authorization_for(resp)
+
+    def _authorization_for(self, resp: requests.Response) -> str:
         header = resp.headers.get("WWW-Authenticate", "")
         scheme, params = parse_challenge(header)
         if scheme == "basic":
@@ -157,20 +313,14 @@ class Session:
                     f"registry {self.base} wants credentials (Basic) for {self.repository}; "
                     "set ARR_REGISTRY_USER and ARR_REGISTRY_PASSWORD"
                 )
-            with self._lock:
-                self._authorization = self.auth.header()
-        elif scheme == "bearer":
-            token = self._fetch_token(params)
-            with self._lock:
-                self._authorization = "Bearer " + token
-        else:
-            raise RegistryError(f"registry {self.base}: unsupported auth challenge {header!r}")
+            return self.auth.header()
+        if scheme == "bearer":
+            return "Bearer " + self._fetch_token(params)
+        raise RegistryError(f"registry {self.base}: unsupported auth challenge {header!r}")
 
     def _fetch_token(self, params: dict) -> str:
-        """Asks the token server named by the challenge for a pull,push token."""
-        realm = params.get("realm")
-        if not realm:
-            raise RegistryError(f"registry {self.base}: Bearer challenge without realm")
+        """Asks the token realm named by the challenge for a pull,push token."""
+        realm = self._realm = check_realm(params.get("realm"), self.base)
         scopes = {push_scope(self.repository)}
         if params.get("scope") and not params["scope"].startswith(f"repository:{self.repository}:"):
             scopes.add(params["scope"])  # e.g. the source repository of a mount
@@ -178,8 +328,10 @@ class Session:
         if params.get("service"):
             query.insert(0, ("service", params["service"]))
         headers = {"Authorization": self.auth.header()} if self.auth else {}
-        try:
-            resp = self._http().get(realm, params=query, headers=headers, timeout=TIMEOUT)
+        self.token_requests += 1
+        try:  # no redirects: the credentials go to the named realm only
+            resp = self._http().get(realm, params=query, headers=headers, timeout=TIMEOUT,
+                                    allow_redirects=False)
         except requests.RequestException as e:
             raise RegistryError(f"token server {realm} unreachable: {e}") from None
         if resp.status_code in (401, 403):
@@ -187,6 +339,9 @@ class Session:
                 f"token server {realm} refused credentials (HTTP {resp.status_code}): "
                 f"{_error_text(resp)}"
             )
+        if resp.is_redirect:
+            raise RegistryError(f"token server {realm} redirects to {resp.headers.get('Location')}: "
+                                "credentials go only to the realm the registry names")
         if resp.status_code != 200:
             raise RegistryError(f"token server {realm}: HTTP {resp.status_code}: {_error_text(resp)}")
         data = resp.json()
@@ -194,6 +349,13 @@ class Session:
         if not token:
             raise RegistryError(f"token server {realm} answered without a token")
         return token
+
+
+def _plain_http_refusal(url: str) -> str | None:
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme == "http" and not endpoints.is_loopback_host(parts.hostname or ""):
+        return "plain HTTP is only allowed to loopback"
+    return None
 
 
 def _error_text(resp: requests.Response) -> str:
@@ -262,16 +424,17 @@ class Pusher:
 
     def __init__(self, session: Session, layout_dir: str, *, chunk_size: int = DEFAULT_CHUNK,
                  jobs: int = DEFAULT_JOBS, mount_from: str | None = None,
-                 progress: bool | None = None, retries: int = RETRIES, backoff: float = 0.2):
+                 progress: bool | None = None, restarts: int = RESTARTS, resumes: int = RESUMES):
         self.s = session
         self.layout = layout_dir
         self.chunk_size = chunk_size
         self.jobs = jobs
         self.mount_from = mount_from
-        self.retries = retries
-        self.backoff = backoff
+        self.restarts = restarts
+        self.resumes = resumes
         self.progress_enabled = show_progress(progress, sys.stderr)
         self._lock = threading.Lock()
+        self._failed = threading.Event()
         self.report: PushReport | None = None
 
     # -- blobs ---------------------------------------------------------------
@@ -284,24 +447,33 @@ class Pusher:
         resp = self.s.request("HEAD", self.s.url(f"blobs/{digest}"), allow=(200, 404))
         return resp.status_code == 200
 
+    def _push_blob_unless_failed(self, digest: str, size: int, progress: _Progress) -> None:
+        """One blob, unless another already failed for good (the push is lost: stop early)."""
+        if self._failed.is_set():
+            return
+        try:
+            self.push_blob(digest, size, progress)
+        except BaseException:
+            self._failed.set()
+            raise
+
     def push_blob(self, digest: str, size: int, progress: _Progress) -> None:
-        """HEAD, then mount or upload; a transient failure restarts the blob from byte 0."""
-        for attempt in range(self.retries + 1):
+        """HEAD, then mount or upload; a lost upload session (404) starts the blob again."""
+        for restart in range(self.restarts + 1):
             try:
-                if self.blob_exists(digest):
+                if self.blob_exists(digest):  # also catches a closing PUT whose answer was lost
                     self._count("blobs_skipped")
                     progress.add(size)
                     return
                 self._upload(digest, size, progress)
                 return
-            except _Retryable as e:
-                if attempt == self.retries:
+            except _SessionLost as e:
+                if restart == self.restarts:
                     raise RegistryError(
-                        f"registry {self.s.base} unreachable or failing after "
-                        f"{self.retries + 1} tries: {e}"
+                        f"registry {self.s.base} lost the upload session of blob {digest} "
+                        f"{restart + 1} times in a row: {e}"
                     ) from None
-                self._count("retries")
-                time.sleep(self.backoff * (2**attempt))
+                self._count("blobs_restarted")
 
     def _upload(self, digest: str, size: int, progress: _Progress) -> None:
         start_url = self.s.url("blobs/uploads/")
@@ -319,12 +491,13 @@ class Pusher:
                 "PUT", with_query(location, digest=digest),
                 body_factory=lambda: open(path, "rb"),
                 headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
-                allow=(201,),
+                allow=(201, 404),
             )
         else:
             location = self._patch_chunks(location, path, size)
             resp = self.s.request("PUT", with_query(location, digest=digest),
-                                  headers={"Content-Length": "0"}, allow=(201,))
+                                  headers={"Content-Length": "0"}, allow=(201, 404))
+        _check_session(resp)
         got = resp.headers.get("Docker-Content-Digest")
         if got and got != digest:
             raise RegistryError(f"registry stored {got} for blob {digest}")
@@ -333,10 +506,16 @@ class Pusher:
         progress.add(size)
 
     def _patch_chunks(self, location: str, path: str, size: int) -> str:
-        """Sends the blob in chunk_size pieces; returns the Location for the closing PUT."""
+        """Sends the blob in chunk_size pieces; returns the Location for the closing PUT.
+
+        A 416 means the registry holds a different amount than sent so far: go
+        on from the offset it reports (the 416's Range, else a GET on the session).
+        """
+        resumes = 0
         with open(path, "rb") as f:
             offset = 0
             while offset < size:
+                f.seek(offset)
                 chunk = f.read(self.chunk_size)
                 end = offset + len(chunk) - 1
                 resp = self.s.request(
@@ -344,11 +523,34 @@ class Pusher:
                     headers={"Content-Type": "application/octet-stream",
                              "Content-Range": f"{offset}-{end}",
                              "Content-Length": str(len(chunk))},
-                    allow=(202,),
+                    allow=(202, 404, 416),
                 )
+                _check_session(resp)
+                if resp.status_code == 416:
+                    resumes += 1
+                    if resumes > self.resumes:
+                        raise _SessionLost(f"{resumes} range mismatches (HTTP 416) in one session")
+                    location, offset = self._held(location, resp, size)
+                    self._count("chunk_resumes")
+                    continue
                 location = resolve_location(self.s, resp)
                 offset = end + 1
         return location
+
+    def _held(self, location: str, refusal: requests.Response, size: int) -> tuple[str, int]:
+        """(Location, bytes held) after a 416: from its headers, else asked with a GET."""
+        if refusal.headers.get("Location"):
+            location = resolve_location(self.s, refusal)
+        held = parse_upload_range(refusal.headers.get("Range"))
+        if held is None:
+            status = self.s.request("GET", location, allow=(204, 404))
+            _check_session(status)
+            location = resolve_location(self.s, status)
+            held = parse_upload_range(status.headers.get("Range"))
+        if held is None or held > size:
+            raise _SessionLost(f"HTTP 416 and the session holds an unusable range "
+                               f"({refusal.headers.get('Range')!r})")
+        return location, held
 
     # -- manifests -----------------------------------------------------------
 
@@ -378,45 +580,48 @@ class Pusher:
             raise RegistryError(f"manifest {digest} has no mediaType")
         if "index" in media_type or "manifest.list" in media_type:
             raise RegistryError("multi-platform indexes are not supported: push one image manifest")
+        if tag == "latest":
+            raise RegistryError("refusing to tag `latest`: tags are digest-derived")
         blobs = self._blobs_of(manifest)
         self.report = PushReport(digest=digest, reference="", tag=tag or "",
                                  bytes_total=sum(s for _, s in blobs))
         progress = _Progress(self.report.bytes_total, self.progress_enabled)
         try:
             with concurrent.futures.ThreadPoolExecutor(self.jobs) as pool:
-                futures = [pool.submit(self.push_blob, d, s, progress) for d, s in blobs]
+                futures = [pool.submit(self._push_blob_unless_failed, d, s, progress)
+                           for d, s in blobs]
                 for f in concurrent.futures.as_completed(futures):
                     f.result()
         finally:
             progress.close()
-        self._with_retries(lambda: self.put_manifest(digest, body, media_type))
+        self.put_manifest(digest, body, media_type)
         if tag:
-            if tag == "latest":
-                raise RegistryError("refusing to tag `latest`: tags are digest-derived")
-            self._with_retries(lambda: self.put_manifest(tag, body, media_type))
+            self.put_manifest(tag, body, media_type)
+        self.report.retries = self.s.retries
+        self.report.retry_wait_s = self.s.retry_wait_s
+        self.report.token_requests = self.s.token_requests
         self.report.seconds = time.monotonic() - t0
         return self.report
 
-    def _with_retries(self, fn) -> None:
-        for attempt in range(self.retries + 1):
-            try:
-                return fn()
-            except _Retryable as e:
-                if attempt == self.retries:
-                    raise RegistryError(f"registry {self.s.base}: {e}") from None
-                self._count("retries")
-                time.sleep(self.backoff * (2**attempt))
+
+def _check_session(resp: requests.Response) -> None:
+    """A 404 on an upload session (BLOB_UPLOAD_UNKNOWN): the registry dropped or expired it."""
+    if resp.status_code == 404:
+        raise _SessionLost(f"{resp.request.method} on the upload session: HTTP 404: "
+                           f"{_error_text(resp)}")
 
 
 def push_layout(registry: str, repository_name: str, layout_dir: str, digest: str, *,
-                auth: BasicAuth | None = None, tag: str | None = "", **kwargs) -> PushReport:
+                auth: BasicAuth | None = None, tag: str | None = "", retries: int = RETRIES,
+                backoff: float = 0.2, max_wait: float = MAX_WAIT, **kwargs) -> PushReport:
     """Pushes LAYOUT_DIR's manifest DIGEST to REGISTRY (URL with optional path prefix).
 
     `tag=""` means the default short tag (last 7 hex of the digest); None: no tag.
+    RETRIES, BACKOFF and MAX_WAIT set the RetryPolicy for transient failures.
     """
     reg = endpoints.parse_registry(registry)
     repository = reg.repository(repository_name)
-    session = Session(reg.base, repository, auth)
+    session = Session(reg.base, repository, auth, RetryPolicy(retries, backoff, max_wait))
     if tag == "":
         tag = image.short_tag(digest)
     try:
@@ -448,7 +653,7 @@ def missing_repository(registry: str, repository_name: str, *,
     session = Session(reg.base, reg.repository(repository_name), auth)
     try:
         resp = session.request("POST", session.url("blobs/uploads/"), allow=(201, 202, 404))
-    except (_Retryable, requests.RequestException) as e:
+    except requests.RequestException as e:
         raise RegistryError(f"registry {reg.base} unreachable: {e}") from None
     if resp.status_code == 404:
         if "NAME_UNKNOWN" in _error_codes(resp):
@@ -458,7 +663,7 @@ def missing_repository(registry: str, repository_name: str, *,
     if resp.status_code == 202 and resp.headers.get("Location"):
         try:  # an abandoned upload would expire anyway; cancelling is politeness
             session.request("DELETE", resolve_location(session, resp), allow=(200, 202, 204, 404))
-        except (_Retryable, RegistryError, requests.RequestException):
+        except (RegistryError, requests.RequestException):
             pass
     return None
 
