@@ -9,9 +9,9 @@ CPU, and one real `ARRCOC.forward(batch, "train")` + backward at the
 production image size and K runs per allocator while a saved-tensor hook
 adds up the bytes autograd keeps for the backward pass. The step's bytes are
 linear in layers, batch and vocabulary, so two points on each axis give
-the full model: weights (bf16, all of them) + kept activations + the peak of
-the loss over the logits (bf16 logits, fp32 copy, fp32 log-softmax), which
-exists in both allocators whether or not autograd keeps it.
+the full model: weights (bf16, all of them) + kept activations + what the
+loss over the logits holds at its peak beyond that (bf16 logits, their fp32
+copy, and the fp32 log-softmax where autograd does not keep it).
 """
 
 from __future__ import annotations
@@ -128,7 +128,9 @@ def estimate(image_size: int, k: int, question_tokens: int, answer_tokens: int, 
         two = step_bytes(allocator, 1, SMALL_VOCAB, 2, *args)[0]
         per_sample_fixed = two - base  # what one more sample adds at 1 layer, small vocabulary
         per_sample = per_sample_fixed + (layers - 1) * per_layer + (vocab - SMALL_VOCAB) * per_vocab
-        logits_peak = length * vocab * (2 + 4 + 4)  # bf16 logits, fp32 copy, fp32 log-softmax
+        # At the loss, beyond what autograd keeps: the bf16 logits (returned), their fp32 copy, and the fp32
+        # log-softmax, which straight-through keeps for backward (so it is in per_sample already).
+        logits_peak = length * vocab * (2 + 4 + (0 if allocator == "straight_through" else 4))
         rows = {}
         for batch in batch_sizes:
             total = weights + batch * (per_sample + logits_peak)
