@@ -159,17 +159,28 @@ def localize(path: str) -> str:
 
 
 def load_backbone(name: str, image_size: int, weights_path: str | None = None,
-                  dtype: torch.dtype = torch.float32, seed: int = 0) -> Backbone:
-    """Load and freeze the backbone named by BASE_MODEL (`tiny`, hub name, local or gs:// path)."""
+                  dtype: torch.dtype = torch.float32, seed: int = 0, revision: str | None = None,
+                  architecture_only: bool = False) -> Backbone:
+    """Load and freeze the backbone named by BASE_MODEL (`tiny`, hub name, local or gs:// path).
+
+    `revision` pins a hub commit. `architecture_only` builds the model from its
+    config.json on the `meta` device (shapes and parameter counts, no weights,
+    no memory): how the 2B model's structure is checked without downloading it.
+    """
     if name == TINY:
         model = build_tiny_model(weights_path, seed)
         tokenizer = tiny_tokenizer()
     else:
-        from transformers import AutoTokenizer, Qwen3VLForConditionalGeneration
+        from transformers import AutoConfig, AutoTokenizer, Qwen3VLForConditionalGeneration
 
         source = localize(name)
-        model = Qwen3VLForConditionalGeneration.from_pretrained(source, dtype=dtype)
-        tokenizer = AutoTokenizer.from_pretrained(source)
+        tokenizer = AutoTokenizer.from_pretrained(source, revision=revision)
+        if architecture_only:
+            with torch.device("meta"):
+                model = Qwen3VLForConditionalGeneration._from_config(
+                    AutoConfig.from_pretrained(source, revision=revision), dtype=dtype)
+        else:
+            model = Qwen3VLForConditionalGeneration.from_pretrained(source, revision=revision, dtype=dtype)
     model = freeze(model.to(dtype))
     return Backbone(model, tokenizer, image_processor_for(model.config, image_size), name)
 

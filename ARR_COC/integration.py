@@ -17,13 +17,12 @@ positions (see sequences.py). Modes:
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
 
-from ARR_COC import attending, sequences
+from ARR_COC import attending, sequences, storage
 from ARR_COC.backbone import Backbone, load_backbone
 from ARR_COC.balancing import Balancer
 from ARR_COC.knowing import InformationScorer, ParticipatoryScorer, PerspectivalScorer
@@ -33,6 +32,7 @@ MODES = ("train", "select", "random", "all")
 ALLOCATORS = ("reinforce", "straight_through")
 SELECTOR_WEIGHTS = "selector.safetensors"
 SELECTOR_CONFIG = "selector_config.json"
+PROVENANCE = "provenance.json"  # what the selector was trained from: base model and dataset revisions, figures
 
 
 @dataclass
@@ -47,6 +47,7 @@ class SelectorConfig:
     temperature: float = 1.0
     allocator: str = "reinforce"
     texture_channels: tuple[str, ...] = CHANNELS
+    base_model_revision: str = ""   # the pinned hub commit of base_model ("" for tiny or a folder)
 
 
 class Selector(nn.Module):
@@ -200,15 +201,20 @@ class ARRCOC(nn.Module):
             positions = torch.cat([positions, positions[:, :, -1:] + 1], dim=2)
         return answers, kept
 
-    def export(self, directory: str) -> None:
-        """Write the selector weights and config: all that load_selector needs besides the backbone."""
-        from safetensors.torch import save_file
+    def export(self, directory: str, provenance: dict | None = None) -> None:
+        """Write the selector weights and config (all that load_selector needs besides the backbone).
 
-        os.makedirs(directory, exist_ok=True)
+        `directory` is a local folder or any fsspec URL (gs://...); `provenance`
+        (dataset and base-model revisions, figures) is written beside them.
+        """
+        from safetensors.torch import save
+
         state = {name: tensor.detach().cpu().contiguous() for name, tensor in self.selector.state_dict().items()}
-        save_file(state, os.path.join(directory, SELECTOR_WEIGHTS))
-        with open(os.path.join(directory, SELECTOR_CONFIG), "w") as handle:
-            json.dump(asdict(self.selector.config), handle, indent=2)
+        files = {SELECTOR_WEIGHTS: save(state),
+                 SELECTOR_CONFIG: json.dumps(asdict(self.selector.config), indent=2).encode()}
+        if provenance is not None:
+            files[PROVENANCE] = json.dumps(provenance, indent=2, sort_keys=True).encode()
+        storage.write_files(directory, files)
 
 
 def per_sample_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -224,38 +230,37 @@ def load_selector(directory: str, base_model: str | None = None, weights_path: s
                   dtype: torch.dtype = torch.float32) -> ARRCOC:
     """Load a backbone plus an exported selector for evaluation or inference.
 
-    `directory` is what `ARRCOC.export` wrote (local or gs://). `base_model`
-    overrides the backbone recorded at export time (e.g. a local copy of it);
+    `directory` is what `ARRCOC.export` wrote (a local folder or any fsspec
+    URL, read in place). `base_model` overrides the backbone (and its pinned
+    revision) recorded at export time (e.g. a local copy of it);
     `weights_path` gives the tiny backbone its weights.
 
         model = load_selector("gs://bucket/run/model")
         answers, kept = model.generate(batch)
     """
-    from safetensors.torch import load_file
+    from safetensors.torch import load
 
-    from ARR_COC.backbone import localize
-
-    local = localize(directory)
-    with open(os.path.join(local, SELECTOR_CONFIG)) as handle:
-        raw = json.load(handle)
+    raw = json.loads(storage.read_file(directory, SELECTOR_CONFIG))
     raw["texture_channels"] = tuple(raw["texture_channels"])
     if raw["texture_channels"] != CHANNELS:
         raise ValueError(f"selector was trained on texture channels {raw['texture_channels']}, this code has {CHANNELS}")
     config = SelectorConfig(**raw)
-    backbone = load_backbone(base_model or config.base_model, config.image_size, weights_path, dtype)
+    revision = None if base_model else (config.base_model_revision or None)
+    backbone = load_backbone(base_model or config.base_model, config.image_size, weights_path, dtype, revision=revision)
     model = ARRCOC(backbone, config)
-    model.selector.load_state_dict(load_file(os.path.join(local, SELECTOR_WEIGHTS)))
+    model.selector.load_state_dict(load(storage.read_file(directory, SELECTOR_WEIGHTS)))
     return model.eval()
 
 
 def build_model(backbone: Backbone, num_visual_tokens: int, image_size: int, seed: int = 0,
-                allocator: str = "reinforce", temperature: float = 1.0) -> ARRCOC:
+                allocator: str = "reinforce", temperature: float = 1.0, base_model_revision: str = "") -> ARRCOC:
     """A fresh selector (seeded) around a loaded backbone."""
     if allocator not in ALLOCATORS:
         raise ValueError(f"allocator {allocator!r} is not one of {ALLOCATORS}")
     torch.manual_seed(seed)
     hidden = backbone.text_hidden_size
-    config = SelectorConfig(num_visual_tokens, hidden, hidden, image_size, backbone.name, temperature, allocator)
+    config = SelectorConfig(num_visual_tokens, hidden, hidden, image_size, backbone.name, temperature, allocator,
+                            base_model_revision=base_model_revision)
     model = ARRCOC(backbone, config)
     model.sampling.manual_seed(seed)
     return model

@@ -1,12 +1,20 @@
-"""Atomic, resumable checkpoints of the trainable state only, local or gs:// (fsspec/gcsfs).
+"""Atomic, resumable checkpoints of the trainable state only, local or any fsspec URL.
 
 A checkpoint is a folder `step-00000040/` holding `state.pt` (selector
-weights, optimizer, scheduler, RNG states, data position) and, written last,
-an empty `COMPLETE` marker. Locally the folder is first written under a
-temporary name and renamed; on object stores (no rename) the marker alone
-says the upload finished. Resume takes the newest folder with a marker, so
-a job killed mid-write resumes from the previous one. The frozen backbone is
-never saved.
+weights, optimizer, scheduler, RNG states, data position) and an empty
+`COMPLETE` marker, which is always written after the state. Resume takes
+the newest folder with a marker, so a job killed mid-write resumes from the
+previous one.
+
+- Local disk: the folder is written as `step-XXXXXXXX.tmp` (state, then
+  marker) and renamed; the rename is atomic, so the folder appears complete.
+- Object stores (gs://, memory://): there is no rename (gcsfs `mv` copies
+  and deletes object by object), but one object upload is atomic. So an old
+  marker of the same step is deleted first, `state.pt` is uploaded in one
+  piece, and the marker last: a folder with a marker always has its whole
+  state, and a crash before the marker leaves a folder that resume skips.
+
+The frozen backbone is never saved.
 """
 
 from __future__ import annotations
@@ -17,6 +25,8 @@ import re
 
 import numpy as np
 import torch
+
+from ARR_COC import storage
 
 MARKER = "COMPLETE"
 STATE = "state.pt"
@@ -40,37 +50,31 @@ def restore_rng(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def filesystem(root: str):
-    import fsspec
-
-    return fsspec.core.url_to_fs(root)
-
-
 def save(root: str, step: int, state: dict) -> str:
     """Write `state` as checkpoint `step` under `root` atomically; returns its location."""
-    fs, base = filesystem(root)
-    final = f"{base.rstrip('/')}/{folder_name(step)}"
+    fs, base = storage.filesystem(root)
+    final, location = storage.join(base, folder_name(step)), storage.join(root, folder_name(step))
     buffer = io.BytesIO()
     torch.save(state, buffer)
-    local = "file" in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,))
-    staging = f"{final}.tmp" if local else final
-    if fs.exists(staging):
-        fs.rm(staging, recursive=True)
-    fs.makedirs(staging, exist_ok=True)
-    with fs.open(f"{staging}/{STATE}", "wb") as handle:
-        handle.write(buffer.getvalue())
-    if local:
+    files = {STATE: buffer.getvalue(), MARKER: b""}  # in this order: the marker last
+    if storage.is_local(fs):
+        if fs.exists(f"{final}.tmp"):
+            fs.rm(f"{final}.tmp", recursive=True)
+        storage.write_files(f"{location}.tmp", files)
         if fs.exists(final):
             fs.rm(final, recursive=True)
-        fs.mv(staging, final, recursive=True)
-    with fs.open(f"{final}/{MARKER}", "wb"):
-        pass
-    return final
+        fs.mv(f"{final}.tmp", final, recursive=True)
+    else:
+        if fs.exists(storage.join(final, MARKER)):
+            fs.rm_file(storage.join(final, MARKER))
+        storage.write_files(location, files)
+    return location
 
 
 def complete_steps(root: str) -> list[int]:
     """Steps of the checkpoints under `root` that finished writing, oldest first."""
-    fs, base = filesystem(root)
+    fs, base = storage.filesystem(root)
+    fs.invalidate_cache(base)  # another process (an earlier attempt of the job) may have written since
     if not fs.exists(base):
         return []
     steps = []
@@ -86,6 +90,6 @@ def load_latest(root: str) -> dict | None:
     steps = complete_steps(root)
     if not steps:
         return None
-    fs, base = filesystem(root)
+    fs, base = storage.filesystem(root)
     with fs.open(f"{base.rstrip('/')}/{folder_name(steps[-1])}/{STATE}", "rb") as handle:
         return torch.load(io.BytesIO(handle.read()), weights_only=False)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 
@@ -41,9 +42,11 @@ class ConfigError(ValueError):
 @dataclass
 class TrainConfig:
     base_model: str = "tiny"
+    base_model_revision: str = ""   # hub commit SHA; required for a hub base model (configs/vertex.toml pins it)
     tiny_backbone_weights: str = ""
     dataset: str = "synthetic"
-    dataset_name: str = "HuggingFaceM4/VQAv2"
+    dataset_name: str = ""          # a parquet dataset on the hub (or a local folder laid out like one)
+    dataset_revision: str = ""      # hub commit SHA; required for dataset = "vqav2"
     dataset_cache_dir: str = ""
     train_split: str = "train"
     eval_split: str = "validation"
@@ -78,13 +81,14 @@ class TrainConfig:
 
 
 ENV_VARS = {
-    "BASE_MODEL": "base_model", "NUM_VISUAL_TOKENS": "num_visual_tokens", "LEARNING_RATE": "learning_rate",
+    "BASE_MODEL": "base_model", "BASE_MODEL_REVISION": "base_model_revision", "NUM_VISUAL_TOKENS": "num_visual_tokens", "LEARNING_RATE": "learning_rate",
     "BATCH_SIZE": "batch_size", "GRADIENT_ACCUMULATION_STEPS": "gradient_accumulation_steps",
     "NUM_EPOCHS": "num_epochs", "MAX_TRAIN_SAMPLES": "max_train_samples", "OUTPUT_DIR": "output_dir",
     "SEED": "seed", "SAVE_EVERY_N_STEPS": "save_every_n_steps", "ARR_COC_TINY_BACKBONE": "tiny_backbone_weights",
     "WANDB_PROJECT": "wandb_project", "DATASET_CACHE_DIR": "dataset_cache_dir",
 }
 
+COMMIT = re.compile(r"[0-9a-f]{40}")
 positive = (lambda v: v > 0, "an integer > 0")
 non_negative = (lambda v: v >= 0, "an integer >= 0 (0 = no limit / off)")
 CHECKS = {
@@ -104,7 +108,24 @@ CHECKS = {
     "max_grad_norm": (lambda v: v > 0, "a number > 0"),
     "base_model": (lambda v: bool(v), "'tiny', a hub name, a local folder or a gs:// folder"),
     "output_dir": (lambda v: bool(v), "a local folder or a gs:// folder"),
+    "base_model_revision": (lambda v: v == "" or bool(COMMIT.fullmatch(v)), "empty or a 40-hex commit SHA"),
+    "dataset_revision": (lambda v: v == "" or bool(COMMIT.fullmatch(v)), "empty or a 40-hex commit SHA"),
 }
+
+
+def hub_name(name: str) -> bool:
+    """A hub repository id ("org/name"), not `tiny`, a URL or an existing local folder."""
+    return name != "tiny" and "://" not in name and not os.path.isdir(name)
+
+
+# Checks across keys: what must be pinned so that a run can be repeated.
+PINS = (
+    (lambda c: c.dataset != "vqav2" or bool(c.dataset_name), "dataset = 'vqav2' needs dataset_name"),
+    (lambda c: c.dataset != "vqav2" or bool(c.dataset_revision),
+     "dataset = 'vqav2' needs dataset_revision, the dataset's 40-hex commit SHA on the hub"),
+    (lambda c: not hub_name(c.base_model) or bool(c.base_model_revision),
+     "a hub base_model needs base_model_revision, its 40-hex commit SHA on the hub"),
+)
 PATH_KEYS = ("output_dir", "tiny_backbone_weights", "dataset_cache_dir")
 FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(TrainConfig) if f.name != "extra"}
 
@@ -138,6 +159,9 @@ def validate(config: TrainConfig) -> TrainConfig:
     for key, (check, allowed) in CHECKS.items():
         if not check(getattr(config, key)):
             raise ConfigError(f"{key} = {getattr(config, key)!r} is not allowed; it must be {allowed}")
+    for check, message in PINS:
+        if not check(config):
+            raise ConfigError(message)
     return config
 
 

@@ -50,7 +50,8 @@ def vqav2(config, split: str, limit: int):
     import datasets
 
     local, upload = mirrored_cache(config.dataset_cache_dir)
-    rows = datasets.load_dataset(config.dataset_name, split=split, cache_dir=local)
+    rows = datasets.load_dataset(config.dataset_name, revision=config.dataset_revision or None, split=split,
+                                 cache_dir=local)
     upload()
     if limit:
         rows = rows.select(range(min(limit, len(rows))))

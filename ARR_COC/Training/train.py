@@ -113,8 +113,10 @@ def run(config: TrainConfig, stream=sys.stdout) -> dict:
     load_secrets(config)
     logger = MetricsLogger(main_process, config, stream)
     dtype = torch.bfloat16 if accelerator.mixed_precision == "bf16" else torch.float32
-    backbone = load_backbone(config.base_model, config.image_size, config.tiny_backbone_weights or None, dtype)
-    model = build_model(backbone, config.num_visual_tokens, config.image_size, config.seed, config.allocator)
+    backbone = load_backbone(config.base_model, config.image_size, config.tiny_backbone_weights or None, dtype,
+                             revision=config.base_model_revision or None)
+    model = build_model(backbone, config.num_visual_tokens, config.image_size, config.seed, config.allocator,
+                        base_model_revision=config.base_model_revision)
     model.sampling.manual_seed(config.seed * 1000 + accelerator.process_index)  # distinct samples per process
     train_set, eval_set = data.build_datasets(config, backbone.cell_pixels)
     optimizer = torch.optim.AdamW(model.selector.parameters(), lr=config.learning_rate,
@@ -188,13 +190,20 @@ def run(config: TrainConfig, stream=sys.stdout) -> dict:
     summary = {"event": "done", "step": position["step"]}
     if main_process:
         summary["eval"] = evaluate(plain, eval_set, config, accelerator.device)
-        plain.export(model_dir(config))
+        plain.export(model_dir(config), provenance(config, summary))
         summary["model_dir"] = model_dir(config)
         logger.log(position["step"], summary)
     logger.close()
     if progress:
         progress.close()
     return summary
+
+
+def provenance(config: TrainConfig, summary: dict) -> dict:
+    """What the exported selector was trained from (pinned revisions) and what it reached."""
+    keys = ("base_model", "base_model_revision", "dataset", "dataset_name", "dataset_revision", "train_split",
+            "eval_split", "num_visual_tokens", "allocator", "seed")
+    return {**{key: getattr(config, key) for key in keys}, "steps": summary["step"], "eval": summary.get("eval")}
 
 
 def save_checkpoint(accelerator, config, plain, optimizer, scheduler, position, logger) -> None:

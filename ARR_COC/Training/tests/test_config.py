@@ -57,3 +57,20 @@ def test_production_config_is_valid():
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     config = load_config(os.path.join(here, "configs", "vertex.toml"), environ={})
     assert config.base_model == "Qwen/Qwen3-VL-2B-Instruct" and config.dataset == "vqav2"
+    assert len(config.base_model_revision) == 40 and len(config.dataset_revision) == 40
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"dataset": "vqav2", "dataset_name": "org/vqa"}, "dataset = 'vqav2' needs dataset_revision, the dataset's 40-hex"),
+    ({"dataset": "vqav2", "dataset_revision": "a" * 40}, "dataset = 'vqav2' needs dataset_name"),
+    ({"base_model": "Qwen/Qwen3-VL-2B-Instruct"}, "a hub base_model needs base_model_revision"),
+    ({"base_model_revision": "main"}, "base_model_revision = 'main' is not allowed; it must be empty or a 40-hex"),
+])
+def test_hub_sources_must_be_pinned(overrides, message):
+    with pytest.raises(ConfigError) as error:
+        load_config(None, environ={}, overrides=overrides)
+    assert message in str(error.value)
+
+
+def test_a_local_base_model_folder_needs_no_revision(tmp_path):
+    assert load_config(None, environ={}, overrides={"base_model": str(tmp_path)}).base_model == str(tmp_path)

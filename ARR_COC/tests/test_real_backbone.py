@@ -1,0 +1,143 @@
+"""Ready for the real backbone: Qwen3-VL-2B-Instruct built on the `meta` device by the project's own code.
+
+The published config.json (ARR_COC/tests/qwen3_vl_2b/, with its source and
+revision) and a stand-in tokenizer with Qwen's special-token ids go into a
+folder that `load_backbone(..., architecture_only=True)` loads like a hub
+checkpoint, without weights. Checked: the merged-token grid at the
+production image size, the deepstack layers, the selector around the 2B
+model, and the model's parameter count against the formula of
+docs/training.md ("The real backbone").
+"""
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ARCHITECTURE = os.path.join(HERE, "qwen3_vl_2b")
+VERTEX = os.path.join(os.path.dirname(HERE), "Training", "configs", "vertex.toml")
+
+
+def stand_in_tokenizer():
+    """A word-level tokenizer whose special tokens carry Qwen's ids (the real one is 11 MB)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    with open(os.path.join(ARCHITECTURE, "special_tokens.json")) as handle:
+        special = {token: index for token, index in json.load(handle).items() if not token.startswith("_")}
+    words = ("<unk>", "user", "assistant", "what", "colour", "is", "the", "square", "?", "red")
+    vocabulary = {**{word: index for index, word in enumerate(words)}, **special}
+    core = Tokenizer(models.WordLevel(vocab=vocabulary, unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.Whitespace()
+    core.add_special_tokens(list(special))
+    return PreTrainedTokenizerFast(tokenizer_object=core, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                                   unk_token="<unk>")
+
+
+@pytest.fixture(scope="module")
+def production():
+    from ARR_COC.Training.config import load_config
+
+    return load_config(VERTEX, environ={})
+
+
+@pytest.fixture(scope="module")
+def backbone(tmp_path_factory, production):
+    from ARR_COC.backbone import load_backbone
+
+    folder = tmp_path_factory.mktemp("qwen3-vl-2b")
+    shutil.copy(os.path.join(ARCHITECTURE, "config.json"), folder / "config.json")
+    stand_in_tokenizer().save_pretrained(str(folder))
+    return load_backbone(str(folder), production.image_size, dtype=torch.bfloat16, architecture_only=True)
+
+
+def qwen3_vl_parameters(config) -> dict[str, int]:
+    """Parameter count of Qwen3-VL from its config (the formula of docs/training.md)."""
+    t, v = config.text_config, config.vision_config
+    h, i, heads, kv, d = t.hidden_size, t.intermediate_size, t.num_attention_heads, t.num_key_value_heads, t.head_dim
+    attention = h * heads * d + 2 * h * kv * d + heads * d * h + 2 * d      # q, k, v, o; q and k RMS norms
+    layer = attention + 3 * h * i + 2 * h                                  # + SwiGLU MLP, two RMS norms
+    embedding = t.vocab_size * h
+    text = embedding + t.num_hidden_layers * layer + h + (0 if config.tie_word_embeddings else embedding)
+    hv, iv, merged = v.hidden_size, v.intermediate_size, v.hidden_size * v.spatial_merge_size ** 2
+    patch = v.in_channels * v.temporal_patch_size * v.patch_size ** 2 * hv + hv
+    block = 4 * hv + (3 * hv * hv + 3 * hv) + (hv * hv + hv) + (hv * iv + iv) + (iv * hv + hv)
+    merger_linears = (merged * merged + merged) + (merged * v.out_hidden_size + v.out_hidden_size)
+    vision = (patch + v.num_position_embeddings * hv + v.depth * block
+              + 2 * hv + merger_linears                                      # final merger: norm before the shuffle
+              + len(v.deepstack_visual_indexes) * (2 * merged + merger_linears))  # deepstack: norm after it
+    return {"text": text, "vision": vision, "total": text + vision}
+
+
+def selector_parameters(token_dim: int, query_dim: int, channels: int) -> int:
+    """The selector of knowing.py and balancing.py, layer by layer."""
+    information = 2 * token_dim + (token_dim + channels) * 64 + 64 + 64 + 1
+    perspectival = channels * 32 * 9 + 32 + 32 * 9 + 1
+    participatory = 2 * token_dim + (token_dim + channels) * 64 + 64 + 2 * query_dim + query_dim * 64 + 64 + 1
+    balancer = 2 * query_dim + query_dim * 32 + 32 + 32 * 3 + 3 + 3 * 9 + 1
+    return information + perspectival + participatory + balancer
+
+
+def test_it_is_the_published_architecture_on_meta(backbone):
+    parameters = list(backbone.model.parameters())
+    assert parameters and all(p.device.type == "meta" and p.dtype == torch.bfloat16 for p in parameters)
+    assert all(not p.requires_grad for p in parameters)  # frozen
+    counts = qwen3_vl_parameters(backbone.config)
+    assert sum(p.numel() for p in parameters) == counts["total"] == 2_127_532_032
+    assert sum(p.numel() for p in backbone.model.model.visual.parameters()) == counts["vision"]
+
+
+def test_tokenizer_and_template_use_qwens_special_token_ids(backbone):
+    from ARR_COC.sequences import ChatTemplate
+
+    template = ChatTemplate.from_tokenizer(backbone.tokenizer)
+    config = backbone.config
+    assert template.image_pad == config.image_token_id == 151655
+    assert template.before_image[-1] == config.vision_start_token_id and template.after_image == (151653,)
+    assert template.end == config.text_config.eos_token_id == 151645
+
+
+def test_merged_tokens_and_grid_at_the_production_image_size(backbone, production):
+    from ARR_COC.preprocess import collate
+
+    size = production.image_size
+    image = np.random.default_rng(0).integers(0, 255, (size, size, 3), dtype=np.uint8)
+    batch = collate([{"image": image, "question": "what colour is the square ?", "answer": "red"}],
+                    backbone, size)
+    merge = backbone.merge_size
+    assert batch["image_grid_thw"].tolist() == [[1, size // 16, size // 16]]
+    assert batch["pixel_values"].shape == ((size // 16) ** 2, 3 * 2 * 16 * 16)
+    tokens = (size // 16) ** 2 // merge ** 2
+    assert backbone.cell_pixels == 32 and tokens == (size // backbone.cell_pixels) ** 2 == 256
+    assert production.num_visual_tokens < tokens
+
+
+def test_deepstack_layers(backbone):
+    visual = backbone.model.model.visual
+    assert visual.deepstack_visual_indexes == [5, 11, 17]
+    assert len(visual.deepstack_merger_list) == 3 and len(visual.blocks) == 24
+    assert all(m.linear_fc2.out_features == backbone.text_hidden_size for m in visual.deepstack_merger_list)
+
+
+def test_the_selector_fits_the_2b_model(backbone, production):
+    from ARR_COC.integration import build_model
+    from ARR_COC.preprocess import collate
+    from ARR_COC.texture import NUM_CHANNELS, texture_map
+
+    model = build_model(backbone, production.num_visual_tokens, production.image_size)
+    count = sum(p.numel() for p in model.selector.parameters())
+    assert count == selector_parameters(2048, 2048, NUM_CHANNELS) == 481_282
+    assert all(p.device.type == "cpu" and p.requires_grad for p in model.selector.parameters())
+    # The selector runs on 2B-sized tokens over the production grid (the backbone's own are on meta).
+    size, grid = production.image_size, production.image_size // backbone.cell_pixels
+    image = np.zeros((size, size, 3), dtype=np.uint8)
+    batch = collate([{"image": image, "question": "what colour is the square ?", "answer": "red"}], backbone, size)
+    tokens = torch.randn(1, grid * grid, backbone.text_hidden_size)
+    with torch.no_grad():
+        scores = model.selector(texture_map(batch["images"], backbone.cell_pixels), tokens,
+                                torch.randn(1, backbone.text_hidden_size))
+    assert scores.shape == (1, 256) and torch.isfinite(scores).all()
