@@ -12,7 +12,9 @@ Behaviours tests switch on:
 - `exhausted[region] = message`: creates there fail with 429 RESOURCE_EXHAUSTED;
 - `unclear_creates = n`: the next n creates are stored but answered with 503,
   like a response lost after the server acted;
-- `progress`: the states a job walks through, one step per GET.
+- `progress`: the states a job walks through, one step per GET;
+- `bucket_locations[name] = (location, locationType)`: the bucket's metadata
+  (default US, multi-region).
 """
 
 from __future__ import annotations
@@ -46,6 +48,9 @@ class FakeGoogle:
     skus: dict = dataclasses.field(default_factory=dict)  # service id -> [Sku JSON]
     sku_page_size: int = 7  # small, so the client must follow nextPageToken
     buckets: set = dataclasses.field(default_factory=set)
+    # name -> (location, locationType) as Cloud Storage reports them; a bucket not
+    # listed here is where Storage puts one created without --location: US, multi-region.
+    bucket_locations: dict = dataclasses.field(default_factory=dict)
     service_accounts: set = dataclasses.field(default_factory=set)  # emails
     _ids: itertools.count = dataclasses.field(default_factory=lambda: itertools.count(1000))
     _steps: dict = dataclasses.field(default_factory=dict)
@@ -127,7 +132,9 @@ class FakeGoogle:
     def get_bucket(self, name: str) -> tuple[int, dict]:
         if name not in self.buckets:
             return 404, _error(404, "NOT_FOUND", "The specified bucket does not exist.")
-        return 200, {"kind": "storage#bucket", "id": name, "name": name}
+        location, location_type = self.bucket_locations.get(name, ("US", "multi-region"))
+        return 200, {"kind": "storage#bucket", "id": name, "name": name,
+                     "location": location, "locationType": location_type}
 
     def get_service_account(self, email: str) -> tuple[int, dict]:
         if email not in self.service_accounts:
