@@ -177,7 +177,7 @@ def test_wait_follows_to_the_end_and_cancel_works(capsys, google, image, registr
 @pytest.mark.parametrize(
     "extra,message",
     [
-        (["--gpu", "V100"], "unknown GPU 'V100'"),
+        (["--gpu", "K80"], "unknown GPU 'K80'"),
         (["--gpu", "L4", "--count", "3"], "valid counts: 1, 2, 4, 8"),
         (["--gpu", "H200", "--count", "8", "--region", "europe-west4"], "regions that do: H200: us-central1"),
         (["--gpu", "L4", "--region", "us-east1"], "no quota anywhere for 1 x L4 (SPOT); considered: L4 us-east1: quota 0"),

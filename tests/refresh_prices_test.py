@@ -44,15 +44,15 @@ def test_refresh_writes_dated_prices_read_back_by_the_planner(catalog, data_dir,
     assert len(pages) == -(-len(catalog.skus[COMPUTE]) // catalog.sku_page_size)  # every page read
     tables = T.load_tables(data_dir)
     assert tables.price_date == "2026-03-02" and tables.currency == "USD"
-    price = lambda m, r, s: T.price(tables, m, r, s)  # noqa: E731
-    assert price("g2-standard-4", "us-central1", "STANDARD") == pytest.approx(0.7068)
-    assert price("g2-standard-4", "us-central1", "SPOT") == pytest.approx(0.2827)
-    assert price("g2-standard-4", "us-east1", "FLEX_START") == pytest.approx(0.4241)
-    assert price("n1-standard-8", "asia-southeast1", "STANDARD") == pytest.approx(0.8979)
-    assert price("a2-highgpu-1g", "us-central1", "SPOT") == pytest.approx(1.4694)
-    assert price("a3-highgpu-8g", "us-central1", "STANDARD") == pytest.approx(89.2391)
-    assert price("a3-ultragpu-8g", "us-central1", "SPOT") == pytest.approx(35.5935)
-    assert price("a3-megagpu-8g", "us-central1", "SPOT") is None  # no SKU: unknown, not guessed
+    price = lambda g, m, r, s: T.price(tables, g, m, r, s)  # noqa: E731
+    assert price("L4", "g2-standard-4", "us-central1", "STANDARD") == pytest.approx(0.7068)
+    assert price("L4", "g2-standard-4", "us-central1", "SPOT") == pytest.approx(0.2827)
+    assert price("L4", "g2-standard-4", "us-east1", "FLEX_START") == pytest.approx(0.4241)
+    assert price("T4", "n1-standard-8", "asia-southeast1", "STANDARD") == pytest.approx(0.8979)
+    assert price("A100", "a2-highgpu-1g", "us-central1", "SPOT") == pytest.approx(1.4694)
+    assert price("H100", "a3-highgpu-8g", "us-central1", "STANDARD") == pytest.approx(89.2391)
+    assert price("H200", "a3-ultragpu-8g", "us-central1", "SPOT") == pytest.approx(35.5935)
+    assert price("H100-MEGA", "a3-megagpu-8g", "us-central1", "SPOT") is None  # no SKU: unknown, not guessed
     err = capsys.readouterr().err
     assert "no price for H100-MEGA a3-megagpu-8g" in err and "wrote" in err
 

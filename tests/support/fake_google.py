@@ -20,6 +20,8 @@ Behaviours tests switch on:
 - `log_entries[job_id] = [text, ...]`: the job's Cloud Logging entries.
 Jobs get `startTime` when first RUNNING and `endTime` when they end; a cancel
 passes through CANCELLING (one GET) before CANCELLED, as Vertex's does.
+- `bucket_locations[name] = (location, locationType)`: the bucket's metadata
+  (default US, multi-region).
 """
 
 from __future__ import annotations
@@ -63,6 +65,9 @@ class FakeGoogle:
     skus: dict = dataclasses.field(default_factory=dict)  # service id -> [Sku JSON]
     sku_page_size: int = 7  # small, so the client must follow nextPageToken
     buckets: set = dataclasses.field(default_factory=set)
+    # name -> (location, locationType) as Cloud Storage reports them; a bucket not
+    # listed here is where Storage puts one created without --location: US, multi-region.
+    bucket_locations: dict = dataclasses.field(default_factory=dict)
     service_accounts: set = dataclasses.field(default_factory=set)  # emails
     _ids: itertools.count = dataclasses.field(default_factory=lambda: itertools.count(1000))
     _steps: dict = dataclasses.field(default_factory=dict)
@@ -178,7 +183,9 @@ class FakeGoogle:
     def get_bucket(self, name: str) -> tuple[int, dict]:
         if name not in self.buckets:
             return 404, _error(404, "NOT_FOUND", "The specified bucket does not exist.")
-        return 200, {"kind": "storage#bucket", "id": name, "name": name}
+        location, location_type = self.bucket_locations.get(name, ("US", "multi-region"))
+        return 200, {"kind": "storage#bucket", "id": name, "name": name,
+                     "location": location, "locationType": location_type}
 
     def get_service_account(self, email: str) -> tuple[int, dict]:
         if email not in self.service_accounts:

@@ -103,7 +103,7 @@ def build_candidates(
                 region=region,
                 scheduling=scheduling,
                 quota_metric=metric,
-                price_per_hour=T.price(tables, machine, region, scheduling),
+                price_per_hour=T.price(tables, gpu.name, machine, region, scheduling),
                 quota=quota_limit(quotas, metric, region),
             )
             _judge(c, quotas is not None, count * nodes)

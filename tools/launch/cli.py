@@ -232,6 +232,20 @@ def _quotas(args, cfg: dict):
     return quota.fetch(cfg["project"], args.quota_endpoint)
 
 
+def _bucket_location(args, cfg: dict) -> tuple[str | None, str | None]:
+    """The output bucket's (location, locationType): a single-region bucket keeps failover there.
+
+    Unknown (every region allowed) with --skip-preflight, without a project, or
+    in a private setup without --storage-endpoint (no Google call without its override).
+    """
+    if args.skip_preflight or not cfg["project"]:
+        return None, None
+    from tools.launch import plan as P
+    from tools.launch import preflight
+
+    return preflight.bucket_location(cfg["project"], P.bucket_name(cfg), args)
+
+
 def image_paths(args) -> tuple[str, str]:
     """The layout and digest given as flags (tests, private setups), else Bazel's build of the image."""
     if bool(args.image_layout) != bool(args.image_digest):
@@ -266,7 +280,8 @@ def cmd_launch(args) -> int:
     policy = policy_from(args, cfg)
     secrets = dict(args.secret or ())
     layout, digest = image_paths(args)
-    plan = P.make(cfg, layout, digest, _quotas(args, cfg), secrets=secrets)
+    plan = P.make(cfg, layout, digest, _quotas(args, cfg), secrets=secrets,
+                  bucket_location=_bucket_location(args, cfg))
     if args.dry_run:
         print(json.dumps({**plan, "supervision": policy.describe(plan)}, indent=1, sort_keys=True))
         return EXIT_OK

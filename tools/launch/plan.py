@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime
 import re
 
+from tools.launch import bucket as B
 from tools.launch import candidates as C
 from tools.launch import endpoints, gitinfo, image
 from tools.launch import tables as T
@@ -50,12 +51,21 @@ def check_regions(tables: T.Tables, regions: list[str]) -> None:
                         + ", ".join(sorted(known)))
 
 
-def ranked_candidates(cfg: dict, quotas: dict | None, tables: T.Tables) -> list[C.Candidate]:
+def bucket_name(cfg: dict) -> str:
+    """--bucket, or the project's default output bucket."""
+    return cfg["bucket"] or f"{cfg['project']}-arr-coc"
+
+
+def ranked_candidates(
+    cfg: dict, quotas: dict | None, tables: T.Tables, bucket_rule: B.BucketRule | None = None
+) -> list[C.Candidate]:
     check_regions(tables, cfg["regions"])
     cands = C.build_candidates(
         tables, cfg["gpu_preference"], cfg["count"], cfg["scheduling"], cfg["regions"] or None, quotas,
         nodes=cfg["nodes"],
     )
+    if bucket_rule is not None:
+        B.restrict(cands, bucket_rule)
     return C.rank(cands, cfg["gpu_preference"], tables)
 
 
@@ -68,28 +78,40 @@ def make(
     now: datetime.datetime | None = None,
     git: tuple[str, bool] | None = None,
     secrets: dict | None = None,
+    bucket_location: tuple[str | None, str | None] = (None, None),
 ) -> dict:
-    """The plan as a JSON-ready dict (pure given its inputs; quota is fetched by the caller)."""
+    """The plan as a JSON-ready dict (pure given its inputs).
+
+    Quota and the output bucket's (location, locationType) are read by the
+    caller (preflight.bucket_location); a single-region bucket keeps the
+    candidates to its region (bucket.py says why).
+    """
     tables = tables or T.default_tables()
     now = now or datetime.datetime.now(datetime.timezone.utc)
     if not cfg["project"]:
         raise PlanError("no project: pass --project ID or set project in launch.toml")
     digest = image.read_digest(digest_file)
     image.check_layout(layout_dir, digest)
-    ranked = ranked_candidates(cfg, quotas, tables)
+    T.check_job_limits(tables, cfg["scheduling"], cfg["timeout_s"], cfg["max_wait_s"])
+    bucket = bucket_name(cfg)
+    rule = B.allowed_regions(*bucket_location)
+    ranked = ranked_candidates(cfg, quotas, tables, rule)
     kept = [c for c in ranked if c.kept]
     if not kept:
+        lead, hint = ("no quota anywhere", "") if rule.regions is None else (
+            "no candidate left",
+            f"; gs://{bucket} is single-region {', '.join(sorted(rule.regions))}: use a --bucket in a "
+            "region offering these GPUs, or a multi-region one, or --region there")
         raise PlanError(
-            "no quota anywhere for "
+            f"{lead} for "
             f"{cfg['count']} x {'/'.join(cfg['gpu_preference'])} ({cfg['scheduling']})"
             + (f" on {cfg['nodes']} nodes" if cfg["nodes"] > 1 else "") + "; considered: "
-            + "; ".join(f"{c.gpu} {c.region}: {c.why}" for c in ranked)
+            + "; ".join(f"{c.gpu} {c.region}: {c.why}" for c in ranked) + hint
         )
     best = kept[0]
     reg = endpoints.parse_registry(registry_url(cfg, best.region))
     repository = reg.repository(cfg["image_name"])
     run_name = check_run_name(cfg["run_name"] or default_run_name(now))
-    bucket = cfg["bucket"] or f"{cfg['project']}-arr-coc"
     commit, dirty = git if git is not None else gitinfo.commit_and_dirty()
     return {
         "image": image.reference(reg.host, repository, digest),
@@ -112,6 +134,7 @@ def make(
         "quota_checked": quotas is not None,
         "run_name": run_name,
         "bucket": bucket,
+        "bucket_location": rule.as_json(),
         "base_output_dir": f"gs://{bucket}/{run_name}",
         "service_account": cfg["service_account"] or None,
         "timeout_s": cfg["timeout_s"],

@@ -89,23 +89,22 @@ def check_repository(plan: dict, auth) -> Finding:
     return Finding("artifact_registry", MISSING, f"{where}: {unknown}")
 
 
-def check_bucket(plan: dict, endpoint: str) -> Finding:
-    """GET storage/v1/b/BUCKET with the real storage client (None back means 404)."""
+def lookup_bucket(project: str, bucket: str, endpoint: str):
+    """GET storage/v1/b/BUCKET with the real storage client: the Bucket, or None on 404."""
     from google.api_core import exceptions as gexc
     from google.cloud import storage
 
     endpoints.api_endpoint(endpoint)  # the loopback rule for plain HTTP
     client = storage.Client(
-        project=plan["project"],
+        project=project,
         credentials=endpoints.google_credentials(endpoint),
         client_options={"api_endpoint": endpoint if "://" in endpoint else "https://" + endpoint},
     )
-    bucket = f"gs://{plan['bucket']}"
     try:
-        found = client.lookup_bucket(
-            plan["bucket"], timeout=30, retry=storage.retry.DEFAULT_RETRY.with_timeout(STORAGE_RETRY_S))
+        return client.lookup_bucket(
+            bucket, timeout=30, retry=storage.retry.DEFAULT_RETRY.with_timeout(STORAGE_RETRY_S))
     except gexc.Forbidden as e:
-        raise PreflightError(f"bucket {bucket}: access refused ({e.message}); the job's service "
+        raise PreflightError(f"bucket gs://{bucket}: access refused ({e.message}); the job's service "
                              "account needs roles/storage.objectAdmin on it") from None
     except gexc.GoogleAPICallError as e:
         raise PreflightError(f"storage API {endpoint}: {e.message or e}") from None
@@ -113,8 +112,33 @@ def check_bucket(plan: dict, endpoint: str) -> Finding:
         if isinstance(e, endpoints.EndpointError):
             raise
         raise PreflightError(f"storage API {endpoint} unreachable: {type(e).__name__}: {e}") from None
-    return Finding("bucket", OK if found is not None else MISSING,
-                   f"{bucket} {'exists' if found is not None else 'does not exist'}")
+
+
+def check_bucket(plan: dict, endpoint: str) -> Finding:
+    bucket = f"gs://{plan['bucket']}"
+    found = lookup_bucket(plan["project"], plan["bucket"], endpoint)
+    if found is None:
+        return Finding("bucket", MISSING, f"{bucket} does not exist")
+    return Finding("bucket", OK, f"{bucket} exists ({found.location_type} {found.location})")
+
+
+def storage_endpoint(args) -> str | None:
+    """Where the bucket may be read: --storage-endpoint, Google's, or None in a private setup."""
+    private = bool(args.registry or args.vertex_endpoint or args.quota_endpoint)
+    return endpoint_to_use(args.storage_endpoint, private, STORAGE_DEFAULT)
+
+
+def bucket_location(project: str, bucket: str, args) -> tuple[str | None, str | None]:
+    """(location, locationType) of the output bucket from its metadata; (None, None) if unknown.
+
+    Unknown when the bucket may not be read here (private setup without
+    --storage-endpoint) or does not exist yet (preflight then says how to create it).
+    """
+    endpoint = storage_endpoint(args)
+    found = lookup_bucket(project, bucket, endpoint) if endpoint else None
+    if found is None:
+        return None, None
+    return found.location, found.location_type
 
 
 def check_service_account(plan: dict, endpoint: str) -> Finding:
@@ -142,7 +166,7 @@ def run(plan: dict, args, auth) -> list[Finding]:
     """Every check that may run here; the others come back as UNCHECKED with why."""
     private = bool(args.registry or args.vertex_endpoint or args.quota_endpoint)
     findings = [check_repository(plan, auth)]
-    storage = endpoint_to_use(args.storage_endpoint, private, STORAGE_DEFAULT)
+    storage = storage_endpoint(args)
     findings.append(check_bucket(plan, storage) if storage else Finding(
         "bucket", UNCHECKED, f"gs://{plan['bucket']}: endpoints are overridden but --storage-endpoint is not"))
     if plan.get("service_account"):

@@ -37,6 +37,16 @@ def _sku(desc, usage="OnDemand", price=(0, 500_000_000), unit="h", regions=("us-
         ("Nvidia H100 80GB Mega GPU running in Americas", "OnDemand", ("gpu", "H100-MEGA", "on_demand")),
         ("A3 Ultra Instance Core running in Americas", "OnDemand", ("core", "a3-ultragpu", "on_demand")),
         ("A3 Instance Core running in Americas", "OnDemand", ("core", "a3-highgpu", "on_demand")),
+        ("A4 Instance Core running in Americas", "OnDemand", ("core", "a4-highgpu", "on_demand")),
+        ("Spot Preemptible A4 Instance Ram running in Americas", "Preemptible", ("ram", "a4-highgpu", "spot")),
+        ("Nvidia B200 GPU running in Americas", "OnDemand", ("gpu", "B200", "on_demand")),
+        ("A4 Nvidia B200 (1 gpu slice) running in Americas", "OnDemand", ("gpu", "B200", "on_demand")),
+        ("Nvidia GB200 GPU running in Americas", "OnDemand", None),  # A4X, not in the tables
+        ("Nvidia Tesla V100 GPU running in Americas", "OnDemand", ("gpu", "V100", "on_demand")),
+        ("Nvidia Tesla P100 GPU attached to Spot Preemptible VMs running in Americas", "Preemptible",
+         ("gpu", "P100", "spot")),
+        ("Nvidia Tesla P4 GPU running in Americas", "OnDemand", ("gpu", "P4", "on_demand")),
+        ("Nvidia Tesla P4 Virtual Workstation GPU running in Americas", "OnDemand", None),
         # not a training machine's price
         ("Commitment v1: Nvidia L4 GPU in Americas for 1 Year", "Commit1Yr", None),
         ("Nvidia L4 GPU Sole Tenancy running in Americas", "OnDemand", None),
@@ -75,6 +85,13 @@ RATES = R.part_rates(SKUS, RULES)
 PRICES = R.machine_prices(TABLES, RATES)
 
 
+def _gpu_of(machine):
+    """The one GPU the recording prices MACHINE for (it has N1 SKUs only for T4)."""
+    gpus = [g for g, machines in PRICES.items() if machine in machines]
+    assert len(gpus) <= 1, (machine, gpus)
+    return gpus[0] if gpus else None
+
+
 @pytest.mark.parametrize(
     "machine,region,column,expected",
     [
@@ -95,7 +112,44 @@ PRICES = R.machine_prices(TABLES, RATES)
     ],
 )
 def test_machine_prices_from_recording(machine, region, column, expected):
-    assert PRICES[machine][region][column] == pytest.approx(expected, abs=1e-4)
+    assert PRICES[_gpu_of(machine)][machine][region][column] == pytest.approx(expected, abs=1e-4)
+
+
+# Parts for the families the recording has no SKUs for, built here (not recorded):
+# each new GPU on its machine is priced as cores + memory + GPUs like the others.
+NEW_PARTS = [
+    _sku("N1 Predefined Instance Core running in Americas", price=(0, 31_611_000)),
+    _sku("N1 Predefined Instance Ram running in Americas", price=(0, 4_237_000), unit="GiBy.h"),
+    _sku("Nvidia Tesla V100 GPU running in Americas", price=(2, 480_000_000)),
+    _sku("Nvidia Tesla P100 GPU running in Americas", price=(1, 460_000_000)),
+    _sku("Nvidia Tesla P4 GPU running in Americas", price=(0, 600_000_000)),
+    _sku("A4 Instance Core running in Americas", price=(0, 40_000_000)),
+    _sku("A4 Instance Ram running in Americas", price=(0, 5_000_000), unit="GiBy.h"),
+    _sku("Nvidia B200 GPU running in Americas", price=(10, 0)),
+    _sku("DWS Defined Duration Nvidia Tesla V100 GPU running in Americas", price=(1, 0)),
+]
+NEW_PRICES = R.machine_prices(TABLES, R.part_rates(NEW_PARTS, RULES))
+
+
+@pytest.mark.parametrize(
+    "gpu,machine,expected",
+    [
+        ("V100", "n1-standard-8", 8 * 0.031611 + 30 * 0.004237 + 2.48),
+        ("V100", "n1-standard-64", 64 * 0.031611 + 240 * 0.004237 + 8 * 2.48),
+        ("P100", "n1-standard-16", 16 * 0.031611 + 60 * 0.004237 + 2 * 1.46),
+        ("P4", "n1-standard-32", 32 * 0.031611 + 120 * 0.004237 + 4 * 0.6),
+        ("B200", "a4-highgpu-8g", 224 * 0.04 + 3968 * 0.005 + 8 * 10),
+    ],
+)
+def test_new_families_are_priced_from_their_parts(gpu, machine, expected):
+    assert NEW_PRICES[gpu][machine]["us-central1"]["on_demand"] == pytest.approx(expected, abs=1e-4)
+
+
+def test_one_n1_machine_gets_one_price_per_gpu_and_no_flex_start_where_not_offered():
+    rows = {g: NEW_PRICES[g]["n1-standard-8"]["us-central1"] for g in ("V100", "P100", "P4")}
+    assert len({r["on_demand"] for r in rows.values()}) == 3
+    # a flex-start V100 SKU would not make V100 a FLEX_START GPU (data/scheduling.toml)
+    assert all("flex_start" not in r for r in rows.values())
 
 
 @pytest.mark.parametrize(
@@ -109,7 +163,7 @@ def test_machine_prices_from_recording(machine, region, column, expected):
     ],
 )
 def test_unpriced_parts_leave_cells_out(machine, region, column):
-    row = PRICES.get(machine, {}).get(region)
+    row = PRICES.get(_gpu_of(machine), {}).get(machine, {}).get(region)
     assert row is None if column is None else column not in row
 
 
@@ -119,19 +173,27 @@ def test_sole_tenancy_and_commitments_do_not_leak_in():
 
 
 def test_missing_lists_shapes_without_any_price():
-    assert R.missing(TABLES, PRICES) == ["H100-MEGA a3-megagpu-8g"]
+    # the recording holds no SKUs for A3 Mega, A4 or the N1 GPUs other than T4
+    assert R.missing(TABLES, PRICES) == [
+        "H100-MEGA a3-megagpu-8g", "B200 a4-highgpu-8g",
+        *[f"{g} {m}" for g in ("V100", "P100", "P4")
+          for m in ("n1-standard-8", "n1-standard-16", "n1-standard-32", "n1-standard-64")
+          if m != "n1-standard-64" or g == "V100"],
+    ]
 
 
 def test_render_round_trips_through_load_tables(tmp_path):
     text = R.render(TABLES, PRICES, "2026-03-02", "USD", "recorded")
-    for name in ("machines.toml", "regions.toml"):
+    for name in ("machines.toml", "regions.toml", "scheduling.toml"):
         (tmp_path / name).write_text((T.DATA_DIR / name).read_text())
     (tmp_path / "prices.toml").write_text(text)
     tables = T.load_tables(tmp_path)
     assert tables.price_date == "2026-03-02" and tomllib.loads(text)["source"] == "recorded"
-    assert T.price(tables, "g2-standard-4", "us-central1", "SPOT") == PRICES["g2-standard-4"]["us-central1"]["spot"]
-    assert T.price(tables, "a2-highgpu-1g", "us-central1", "FLEX_START") is None
-    assert '[machine."g2-standard-4"]  # L4 x1' in text
+    assert (T.price(tables, "L4", "g2-standard-4", "us-central1", "SPOT")
+            == PRICES["L4"]["g2-standard-4"]["us-central1"]["spot"])
+    assert T.price(tables, "A100", "a2-highgpu-1g", "us-central1", "FLEX_START") is None
+    assert T.price(tables, "T4", "n1-standard-8", "asia-southeast1", "STANDARD") is not None
+    assert '[gpu.L4."g2-standard-4"]  # x1' in text
 
 
 def test_default_out_is_the_source_tree_under_bazel_run(monkeypatch, tmp_path):

@@ -1,10 +1,11 @@
 """Pure, table-driven lookups over the launcher's data files.
 
-Machine shapes, region availability, quota metric names and prices are facts
-about Google Cloud that change over time; they live in `data/*.toml` so that a
-refresh is a data change, and every function here only reads those tables.
-Vertex does not check machine/accelerator compatibility itself, so these
-functions must refuse bad combinations with an error that says what to fix.
+Machine shapes, region availability, scheduling rules, quota metric names and
+prices are facts about Google Cloud that change over time; they live in
+`data/*.toml` so that a refresh is a data change, and every function here only
+reads those tables. Vertex refuses a machine/accelerator pair that does not fit
+only at job creation; these functions refuse it (and any other combination
+Vertex would reject) before anything is pushed, with an error that says what to fix.
 """
 
 from __future__ import annotations
@@ -45,11 +46,23 @@ class Gpu:
 
 
 @dataclasses.dataclass(frozen=True)
+class Scheduling:
+    """What one Vertex scheduling strategy allows (data/scheduling.toml)."""
+
+    name: str
+    preemptible_quota: bool  # counted against the preemptible quota metric
+    gpus: tuple[str, ...] | None  # GPU names offered with it; None: every GPU
+    max_timeout_s: int | None
+    max_wait_s: tuple[int, int] | None  # accepted max_wait_duration range; None: not used
+
+
+@dataclasses.dataclass(frozen=True)
 class Tables:
     gpus: dict  # name -> Gpu, in file order
-    prices: dict  # machine_type -> region -> {on_demand, spot, flex_start}
+    prices: dict  # GPU name -> machine_type -> region -> {on_demand, spot, flex_start}
     price_date: str
     currency: str
+    schedulings: dict  # name -> Scheduling
 
 
 def _load_toml(path: pathlib.Path) -> dict:
@@ -58,7 +71,7 @@ def _load_toml(path: pathlib.Path) -> dict:
 
 
 def load_tables(data_dir: pathlib.Path | str = DATA_DIR) -> Tables:
-    """Reads the three data files into one immutable view (pure given the files)."""
+    """Reads the four data files into one immutable view (pure given the files)."""
     data_dir = pathlib.Path(data_dir)
     machines = _load_toml(data_dir / "machines.toml")["gpu"]
     regions = _load_toml(data_dir / "regions.toml")["gpu"]
@@ -81,10 +94,33 @@ def load_tables(data_dir: pathlib.Path | str = DATA_DIR) -> Tables:
         )
     return Tables(
         gpus=gpus,
-        prices=prices.get("machine", {}),
+        prices=prices.get("gpu", {}),
         price_date=str(prices.get("date", "unknown")),
         currency=prices.get("currency", "USD"),
+        schedulings=_schedulings(_load_toml(data_dir / "scheduling.toml")["strategy"], gpus),
     )
+
+
+def _schedulings(raw: dict, gpus: dict) -> dict:
+    """scheduling.toml as Scheduling rows; a GPU name or quota kind it does not know is a TableError."""
+    out = {}
+    for name, spec in raw.items():
+        if spec["quota"] not in ("preemptible", "on_demand"):
+            raise TableError(f"scheduling.toml: {name}.quota must be preemptible or on_demand, "
+                             f"not {spec['quota']!r}")
+        unknown = [g for g in spec.get("gpus", ()) if g not in gpus]
+        if unknown:
+            raise TableError(f"scheduling.toml: {name}.gpus names {', '.join(unknown)}, not in "
+                             f"machines.toml ({', '.join(gpus)})")
+        wait = spec.get("max_wait_s")
+        out[name] = Scheduling(
+            name=name,
+            preemptible_quota=spec["quota"] == "preemptible",
+            gpus=tuple(spec["gpus"]) if "gpus" in spec else None,
+            max_timeout_s=spec.get("max_timeout_s"),
+            max_wait_s=(int(wait[0]), int(wait[1])) if wait else None,
+        )
+    return out
 
 
 @functools.lru_cache(maxsize=1)
@@ -116,10 +152,11 @@ def machine_type(
 
     The first shape in table order wins, so the table decides the default
     (the smallest host for that GPU count); `preferred` picks another shape
-    with the same count. Spot-only shapes are refused for STANDARD.
+    with the same count. Spot-only shapes are refused for STANDARD, GPUs the
+    scheduling does not offer (FLEX_START: data/scheduling.toml) for it.
     """
-    check_scheduling(scheduling)
     gpu = resolve_gpu(tables, gpu_name)
+    check_gpu_scheduling(tables, gpu.name, scheduling)
     shapes = [s for s in gpu.shapes if s.gpus == count]
     if not shapes:
         raise TableError(
@@ -165,24 +202,69 @@ def check_scheduling(scheduling: str) -> str:
     return scheduling
 
 
+def scheduling_rules(tables: Tables, scheduling: str) -> Scheduling:
+    check_scheduling(scheduling)
+    if scheduling not in tables.schedulings:
+        raise TableError(f"scheduling.toml has no [strategy.{scheduling}]: add it")
+    return tables.schedulings[scheduling]
+
+
+def check_gpu_scheduling(tables: Tables, gpu_name: str, scheduling: str) -> None:
+    """Raises when SCHEDULING is not offered for this GPU (FLEX_START: only some GPUs)."""
+    gpu = resolve_gpu(tables, gpu_name)
+    rules = scheduling_rules(tables, scheduling)
+    if rules.gpus is not None and gpu.name not in rules.gpus:
+        others = [n for n, r in tables.schedulings.items() if r.gpus is None or gpu.name in r.gpus]
+        raise TableError(
+            f"{gpu.name} is not offered with {scheduling} scheduling (only {', '.join(rules.gpus)}): "
+            f"use --scheduling {' or '.join(others)} for {gpu.name}, or one of those GPUs"
+        )
+
+
+def check_job_limits(tables: Tables, scheduling: str, timeout_s: int, max_wait_s: int) -> None:
+    """Raises when the job's timeout or max wait is outside what SCHEDULING accepts."""
+    rules = scheduling_rules(tables, scheduling)
+    if timeout_s < 1:
+        raise TableError(f"timeout_s must be at least 1 second, got {timeout_s}: fix --timeout-s "
+                         "or timeout_s in the launch config")
+    if rules.max_timeout_s is not None and timeout_s > rules.max_timeout_s:
+        others = [n for n, r in tables.schedulings.items()
+                  if r.max_timeout_s is None or r.max_timeout_s >= timeout_s]
+        raise TableError(
+            f"{scheduling} jobs may run at most {rules.max_timeout_s} s "
+            f"({rules.max_timeout_s / 86400:g} days), got timeout_s {timeout_s}: lower --timeout-s "
+            f"(timeout_s in the launch config) or use --scheduling {' or '.join(others)}"
+        )
+    if rules.max_wait_s is not None:
+        least, most = rules.max_wait_s
+        if not least <= max_wait_s <= most:
+            raise TableError(
+                f"{scheduling} max_wait_s must be between {least} and {most} s (how long to queue "
+                f"for capacity; Vertex reads 0 as forever), got {max_wait_s}: fix --max-wait-s "
+                "or max_wait_s in the launch config"
+            )
+
+
 def quota_metric(tables: Tables, gpu_name: str, scheduling: str) -> str:
     """The Cloud Quotas metric that limits this GPU under this scheduling.
 
-    Spot capacity is counted against the preemptible metric; STANDARD and
-    FLEX_START against the on-demand one.
+    SPOT and FLEX_START are counted against the preemptible metric, STANDARD
+    against the on-demand one (data/scheduling.toml says which).
     """
     gpu = resolve_gpu(tables, gpu_name)
-    check_scheduling(scheduling)
-    kind = "preemptible_" if scheduling == "SPOT" else ""
+    kind = "preemptible_" if scheduling_rules(tables, scheduling).preemptible_quota else ""
     return f"{QUOTA_SERVICE}/custom_model_training_{kind}nvidia_{gpu.quota}_gpus"
 
 
 _PRICE_COLUMN = {"SPOT": "spot", "STANDARD": "on_demand", "FLEX_START": "flex_start"}
 
 
-def price(tables: Tables, machine: str, region: str, scheduling: str) -> float | None:
-    """Hourly price of the whole machine, or None when the table does not know it."""
-    row = tables.prices.get(machine, {}).get(region)
+def price(tables: Tables, gpu_name: str, machine: str, region: str, scheduling: str) -> float | None:
+    """Hourly price of the whole machine with GPU_NAME's GPUs, or None when the table does not know it.
+
+    Keyed by GPU too: one N1 machine type takes T4, V100, P100 or P4 at different prices.
+    """
+    row = tables.prices.get(resolve_gpu(tables, gpu_name).name, {}).get(machine, {}).get(region)
     if not row:
         return None
     value = row.get(_PRICE_COLUMN[check_scheduling(scheduling)])
