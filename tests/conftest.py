@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.support import registry_server
+from tests.support import oci_images, registry_server
 
 
 @pytest.fixture
@@ -12,3 +12,11 @@ def registry(tmp_path):
     work.mkdir()
     with registry_server.running_registry(str(work)) as reg:
         yield reg
+
+
+@pytest.fixture
+def image(tmp_path):
+    """(layout dir, digest) of a small two-layer OCI image the launcher tests plan and push."""
+    layout = str(tmp_path / "img")
+    digest = oci_images.make_image(layout, [{"a.bin": 20_000}, {"app/x.py": b"x = 1\n"}])
+    return layout, digest

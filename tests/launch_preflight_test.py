@@ -12,19 +12,13 @@ import json
 
 import pytest
 
-from tests.support import fake_google, fault_proxy, oci_images, registry_server as rs
+from tests.support import fake_google, fault_proxy, registry_server as rs
 from tools.launch import cli
 
 SA = "trainer@proj.iam.gserviceaccount.com"
 NAME_UNKNOWN = json.dumps({"errors": [{"code": "NAME_UNKNOWN", "message":
                                        'Repository "team" not found'}]}).encode()
 
-
-@pytest.fixture
-def image(tmp_path):
-    layout = str(tmp_path / "img")
-    digest = oci_images.make_image(layout, [{"a.bin": 20_000}])
-    return layout, digest
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from tests.support import fake_google, oci_images
+from tests.support import fake_google
 from tools.launch import cli
 from tools.launch import config as CFG
 from tools.launch import plan as P
@@ -21,12 +21,6 @@ PREEMPTIBLE = "custom_model_training_preemptible_nvidia_{}_gpus"
 ON_DEMAND = "custom_model_training_nvidia_{}_gpus"
 REGIONS = ["us-central1", "us-east1", "us-west1", "europe-west4"]
 
-
-@pytest.fixture
-def image(tmp_path):
-    layout = str(tmp_path / "img")
-    digest = oci_images.make_image(layout, [{"a.bin": 1_000}])
-    return layout, digest
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from tests.support import fake_google, oci_images
+from tests.support import fake_google
 from tests.support.fake_google import failed
 from tools.launch import cli, state
 
@@ -31,10 +31,8 @@ FIRST, SECOND, THIRD = "us-west1", "us-central1", "europe-west4"
 
 
 @pytest.fixture
-def image(tmp_path):
-    layout = str(tmp_path / "img")
-    oci_images.make_image(layout, [{"a.bin": 20_000}])
-    return layout
+def layout(image):
+    return image[0]
 
 
 @pytest.fixture
@@ -53,16 +51,16 @@ def state_file(tmp_path, monkeypatch):
     return path
 
 
-def argv(google, image, registry_url, *extra, logging=True):
+def argv(google, layout, registry_url, *extra, logging=True):
     return ["--project", "proj", "--registry", registry_url + "/team",
             "--vertex-endpoint", google.url, "--quota-endpoint", google.url,
             *(["--logging-endpoint", google.url] if logging else []), "--skip-preflight",
-            "--image-layout", image, "--image-digest", image + ".digest",
+            "--image-layout", layout, "--image-digest", layout + ".digest",
             "--region", f"{FIRST},{SECOND},{THIRD}", "--gpu", "L4", "--poll-s", "0.02", *extra]
 
 
-def launch(capsys, google, image, registry, *extra):
-    code = cli.main(argv(google, image, registry.url, *extra))
+def launch(capsys, google, layout, registry, *extra):
+    code = cli.main(argv(google, layout, registry.url, *extra))
     out, err = capsys.readouterr()
     result = json.loads(out.strip().splitlines()[-1]) if out.strip() else None
     return code, result, err
@@ -79,9 +77,9 @@ def created_regions(google):
     return [region for region, _ in google.creates]
 
 
-def test_default_waits_until_running_and_prints_one_json_line(capsys, google, image, registry):
+def test_default_waits_until_running_and_prints_one_json_line(capsys, google, layout, registry):
     google.scenarios[FIRST] = ["JOB_STATE_QUEUED", "JOB_STATE_QUEUED", "JOB_STATE_PENDING", "JOB_STATE_RUNNING"]
-    code, result, err = launch(capsys, google, image, registry, "--run-name", "r1")
+    code, result, err = launch(capsys, google, layout, registry, "--run-name", "r1")
     assert code == 0, err
     assert result["state"] == "JOB_STATE_RUNNING" and result["region"] == FIRST
     assert result["machine_type"] == "g2-standard-4" and result["accelerator_type"] == "NVIDIA_L4"
@@ -89,18 +87,18 @@ def test_default_waits_until_running_and_prints_one_json_line(capsys, google, im
     assert "JOB_STATE_QUEUED" in err and "JOB_STATE_RUNNING" in err
 
 
-def test_detach_returns_right_after_create(capsys, google, image, registry):
+def test_detach_returns_right_after_create(capsys, google, layout, registry):
     google.scenarios[FIRST] = ["JOB_STATE_QUEUED"]
-    code, result, err = launch(capsys, google, image, registry, "--detach")
+    code, result, err = launch(capsys, google, layout, registry, "--detach")
     assert code == 0, err
     assert result["state"] == "JOB_STATE_QUEUED"
     assert not [r for r in google.requests if r[0] == "GET" and "/customJobs/" in r[1]]
 
 
-def test_queued_too_long_is_cancelled_then_next_region_runs(capsys, google, image, registry):
+def test_queued_too_long_is_cancelled_then_next_region_runs(capsys, google, layout, registry):
     google.scenarios[FIRST] = ["JOB_STATE_QUEUED"]  # queued forever
     google.scenarios[SECOND] = ["JOB_STATE_PENDING", "JOB_STATE_RUNNING"]
-    code, result, err = launch(capsys, google, image, registry, "--run-name", "q1", "--max-queue-s", "1")
+    code, result, err = launch(capsys, google, layout, registry, "--run-name", "q1", "--max-queue-s", "1")
     assert code == 0, err
     first = google.creates[0][1]
     assert created_regions(google) == [FIRST, SECOND]
@@ -116,28 +114,28 @@ def test_queued_too_long_is_cancelled_then_next_region_runs(capsys, google, imag
     assert result["attempts"][0]["outcome"].startswith("queued")
 
 
-def test_flex_start_waits_its_own_max_wait(capsys, google, image, registry):
+def test_flex_start_waits_its_own_max_wait(capsys, google, layout, registry):
     google.add_quota(SPOT.format("l4"), {"": 4})
     google.scenarios[FIRST] = ["JOB_STATE_QUEUED", "JOB_STATE_QUEUED", "JOB_STATE_QUEUED", "JOB_STATE_RUNNING"]
     # max_queue_s would move it at once; FLEX_START's limit is max_wait_s instead
-    code, result, err = launch(capsys, google, image, registry, "--scheduling", "FLEX_START",
+    code, result, err = launch(capsys, google, layout, registry, "--scheduling", "FLEX_START",
                                "--max-queue-s", "1", "--max-wait-s", "3600", "--no-quota")
     assert code == 0, err
     assert created_regions(google) == [result["region"]] and google.cancels == []
 
 
-def test_stockout_failure_moves_to_the_next_region(capsys, google, image, registry):
+def test_stockout_failure_moves_to_the_next_region(capsys, google, layout, registry):
     google.scenarios[FIRST] = ["JOB_STATE_PENDING", failed(8, STOCKOUT.format(FIRST))]
-    code, result, err = launch(capsys, google, image, registry)
+    code, result, err = launch(capsys, google, layout, registry)
     assert code == 0, err
     assert created_regions(google) == [FIRST, SECOND] and result["region"] == SECOND
     assert "capacity" in result["attempts"][0]["outcome"]
 
 
-def test_trainer_error_stops_without_relaunch_and_shows_logs(capsys, google, image, registry):
+def test_trainer_error_stops_without_relaunch_and_shows_logs(capsys, google, layout, registry):
     google.scenarios[FIRST] = ["JOB_STATE_PENDING", "JOB_STATE_RUNNING", failed(3, TRAINER_ERROR)]
     google.log_entries = {"1000": ["loading data", "Traceback (most recent call last):", "ValueError: boom"]}
-    code, result, err = launch(capsys, google, image, registry, "--wait")
+    code, result, err = launch(capsys, google, layout, registry, "--wait")
     assert code == 1
     assert created_regions(google) == [FIRST]  # nothing relaunched
     assert TRAINER_ERROR in err and "ValueError: boom" in err and "last log lines" in err
@@ -145,10 +143,10 @@ def test_trainer_error_stops_without_relaunch_and_shows_logs(capsys, google, ima
     assert re.search(r"\[job\] \S+ INFO loading data", err)  # streamed while watching too
 
 
-def test_preemption_after_running_relaunches_under_the_same_run_name_with_wait(capsys, google, image, registry):
+def test_preemption_after_running_relaunches_under_the_same_run_name_with_wait(capsys, google, layout, registry):
     google.scenarios[FIRST] = ["JOB_STATE_PENDING", "JOB_STATE_RUNNING", "JOB_STATE_RUNNING",
                                failed(14, PREEMPTED)]
-    code, result, err = launch(capsys, google, image, registry, "--wait", "--run-name", "pre")
+    code, result, err = launch(capsys, google, layout, registry, "--wait", "--run-name", "pre")
     assert code == 0, err
     assert created_regions(google) == [FIRST, SECOND]
     assert {body["displayName"] for _, body in google.creates} == {"pre"}
@@ -156,54 +154,54 @@ def test_preemption_after_running_relaunches_under_the_same_run_name_with_wait(c
     assert result["attempts"][0]["running_s"] > 0  # the preempted attempt's running time is counted
 
 
-def test_max_attempts_ends_supervision(capsys, google, image, registry):
+def test_max_attempts_ends_supervision(capsys, google, layout, registry):
     for region in (FIRST, SECOND, THIRD):
         google.scenarios[region] = [failed(8, STOCKOUT.format(region))]
-    code, result, err = launch(capsys, google, image, registry, "--max-attempts", "2")
+    code, result, err = launch(capsys, google, layout, registry, "--max-attempts", "2")
     assert code == 1
     assert created_regions(google) == [FIRST, SECOND]
     assert "--max-attempts is 2" in err
 
 
-def test_max_cost_stops_before_an_expensive_relaunch(capsys, google, image, registry):
+def test_max_cost_stops_before_an_expensive_relaunch(capsys, google, layout, registry):
     google.scenarios[FIRST] = [failed(8, STOCKOUT.format(FIRST))]
-    code, result, err = launch(capsys, google, image, registry, "--max-cost", "0.01")
+    code, result, err = launch(capsys, google, layout, registry, "--max-cost", "0.01")
     assert code == 1 and created_regions(google) == [FIRST]
     assert "would pass --max-cost 0.01" in err
 
 
-def test_every_candidate_exhausted_at_create_is_exit_1(capsys, google, image, registry):
+def test_every_candidate_exhausted_at_create_is_exit_1(capsys, google, layout, registry):
     for region in (FIRST, SECOND, THIRD):
         google.exhausted[region] = "The zone does not have enough resources available"
-    code, result, err = launch(capsys, google, image, registry)
+    code, result, err = launch(capsys, google, layout, registry)
     assert code == 1 and result is None
     assert "no candidate accepted the job" in err
 
 
-def test_invalid_pair_moves_on_to_the_next_candidate(capsys, google, image, registry):
+def test_invalid_pair_moves_on_to_the_next_candidate(capsys, google, layout, registry):
     google.invalid[FIRST] = 'Machine type "g2-standard-4" is not supported with accelerator "NVIDIA_L4" here.'
-    code, result, err = launch(capsys, google, image, registry)
+    code, result, err = launch(capsys, google, layout, registry)
     assert code == 0, err
     assert created_regions(google) == [FIRST, SECOND] and result["region"] == SECOND
 
 
-def test_invalid_argument_about_the_job_stops(capsys, google, image, registry):
-    google.invalid[FIRST] = "Invalid image URI"
-    code, result, err = launch(capsys, google, image, registry)
+def test_invalid_argument_about_the_job_stops(capsys, google, layout, registry):
+    google.invalid[FIRST] = "Invalid layout URI"
+    code, result, err = launch(capsys, google, layout, registry)
     assert code == 2 and created_regions(google) == [FIRST]
 
 
-def test_transient_api_errors_while_watching_are_retried(capsys, google, image, registry):
+def test_transient_api_errors_while_watching_are_retried(capsys, google, layout, registry):
     google.flaky_gets = 2
-    code, result, err = launch(capsys, google, image, registry)
+    code, result, err = launch(capsys, google, layout, registry)
     assert code == 0, err
     assert result["state"] == "JOB_STATE_RUNNING" and err.count("retrying in") == 2
 
 
-def test_watch_reattaches_with_the_same_policy(capsys, google, image, registry, state_file):
+def test_watch_reattaches_with_the_same_policy(capsys, google, layout, registry, state_file):
     google.scenarios[FIRST] = ["JOB_STATE_QUEUED"]
     google.scenarios[SECOND] = ["JOB_STATE_RUNNING"]
-    code, result, err = launch(capsys, google, image, registry, "--detach", "--run-name", "w1",
+    code, result, err = launch(capsys, google, layout, registry, "--detach", "--run-name", "w1",
                                "--max-queue-s", "1")
     assert code == 0 and result["state"] == "JOB_STATE_QUEUED"
     time.sleep(1.1)
@@ -215,17 +213,17 @@ def test_watch_reattaches_with_the_same_policy(capsys, google, image, registry, 
     assert len(result["attempts"]) == 2 and "re-attached" in err
 
 
-def test_one_watcher_per_launch(capsys, google, image, registry, state_file):
+def test_one_watcher_per_launch(capsys, google, layout, registry, state_file):
     google.scenarios[FIRST] = ["JOB_STATE_QUEUED"]
-    code, result, _ = launch(capsys, google, image, registry, "--detach", "--run-name", "lk")
+    code, result, _ = launch(capsys, google, layout, registry, "--detach", "--run-name", "lk")
     with state.watch_lock(state_file, result["launch_id"]):
         assert cli.main(["watch", "lk"]) == 2
     assert "already being watched" in capsys.readouterr().err
 
 
-def test_cancel_stops_a_running_watcher(capsys, google, image, registry, state_file):
+def test_cancel_stops_a_running_watcher(capsys, google, layout, registry, state_file):
     google.scenarios[FIRST] = ["JOB_STATE_QUEUED"]
-    code, result, _ = launch(capsys, google, image, registry, "--detach", "--run-name", "cw")
+    code, result, _ = launch(capsys, google, layout, registry, "--detach", "--run-name", "cw")
     codes = []
     watcher = threading.Thread(target=lambda: codes.append(cli.main(["watch", "cw", "--poll-s", "0.05"])))
     watcher.start()
@@ -236,33 +234,33 @@ def test_cancel_stops_a_running_watcher(capsys, google, image, registry, state_f
     assert google.jobs[result["job"]]["state"] in ("JOB_STATE_CANCELLING", "JOB_STATE_CANCELLED")
 
 
-def test_rerun_with_the_same_launch_id_never_creates_a_second_job(capsys, google, image, registry):
+def test_rerun_with_the_same_launch_id_never_creates_a_second_job(capsys, google, layout, registry):
     google.scenarios[FIRST] = ["JOB_STATE_QUEUED", "JOB_STATE_RUNNING"]
-    code, first, _ = launch(capsys, google, image, registry, "--detach", "--launch-id", "same-launch")
-    code, second, err = launch(capsys, google, image, registry, "--launch-id", "same-launch")
+    code, first, _ = launch(capsys, google, layout, registry, "--detach", "--launch-id", "same-launch")
+    code, second, err = launch(capsys, google, layout, registry, "--launch-id", "same-launch")
     assert code == 0, err
     assert len(google.creates) == 1 and second["job"] == first["job"]
     assert "not creating another" in err
 
 
-def test_lost_create_response_is_found_not_resubmitted(capsys, google, image, registry):
+def test_lost_create_response_is_found_not_resubmitted(capsys, google, layout, registry):
     google.unclear_creates = 1
-    code, result, err = launch(capsys, google, image, registry)
+    code, result, err = launch(capsys, google, layout, registry)
     assert code == 0, err
     assert len(google.creates) == 1 and len(google.jobs) == 1
     assert "submitted after all" in err
 
 
-def test_status_shows_cost_so_far(capsys, google, image, registry):
-    code, result, _ = launch(capsys, google, image, registry, "--run-name", "st")
+def test_status_shows_cost_so_far(capsys, google, layout, registry):
+    code, result, _ = launch(capsys, google, layout, registry, "--run-name", "st")
     assert cli.main(["status", "st"]) == 0
     status = json.loads(capsys.readouterr().out)
     assert status["job"] == result["job"] and "cost_so_far" in status
     assert status["attempts"][0]["price_per_hour"] > 0
 
 
-def test_logs_prints_the_jobs_entries(capsys, google, image, registry):
-    code, result, _ = launch(capsys, google, image, registry, "--run-name", "lg")
+def test_logs_prints_the_jobs_entries(capsys, google, layout, registry):
+    code, result, _ = launch(capsys, google, layout, registry, "--run-name", "lg")
     google.log_entries = {result["job"].rsplit("/", 1)[1]: ["step 1 loss 2.0", "step 2 loss 1.5"]}
     assert cli.main(["logs", "lg", "--logging-endpoint", google.url]) == 0
     out = capsys.readouterr().out.splitlines()
@@ -272,16 +270,16 @@ def test_logs_prints_the_jobs_entries(capsys, google, image, registry):
     assert cli.main(["logs", "lg", "--follow", "--poll-s", "0.02", "--logging-endpoint", google.url]) == 0
 
 
-def test_logs_without_an_endpoint_in_a_private_setup_are_skipped(capsys, google, image, registry):
-    assert cli.main(argv(google, image, registry.url, "--run-name", "nolog", "--wait", logging=False)) == 0
+def test_logs_without_an_endpoint_in_a_private_setup_are_skipped(capsys, google, layout, registry):
+    assert cli.main(argv(google, layout, registry.url, "--run-name", "nolog", "--wait", logging=False)) == 0
     assert "job logs skipped" in capsys.readouterr().err  # while watching
     assert cli.main(["logs", "nolog"]) == 0
     assert "job logs skipped" in capsys.readouterr().err
     assert not [r for r in google.requests if r[1] == "/v2/entries:list"]
 
 
-def test_dry_run_shows_the_supervision_policy(capsys, google, image):
-    code = cli.main(argv(google, image, "http://127.0.0.1:1", "--dry-run", "--wait", "--max-cost", "50"))
+def test_dry_run_shows_the_supervision_policy(capsys, google, layout):
+    code = cli.main(argv(google, layout, "http://127.0.0.1:1", "--dry-run", "--wait", "--max-cost", "50"))
     plan = json.loads(capsys.readouterr().out)
     assert code == 0
     policy = plan["supervision"]
@@ -289,28 +287,28 @@ def test_dry_run_shows_the_supervision_policy(capsys, google, image):
     assert policy["queue_limit_s"] == 900 and "preemption" in policy["what_counts_as_capacity"]["relaunch_on"]
 
 
-def test_nodes_make_two_identical_pools_and_multiply_the_quota(capsys, google, image, registry):
-    code, result, err = launch(capsys, google, image, registry, "--nodes", "3", "--count", "1")
+def test_nodes_make_two_identical_pools_and_multiply_the_quota(capsys, google, layout, registry):
+    code, result, err = launch(capsys, google, layout, registry, "--nodes", "3", "--count", "1")
     assert code == 0, err
     pools = google.creates[0][1]["jobSpec"]["workerPoolSpecs"]
     assert [p["replicaCount"] for p in pools] == ["1", "2"]
     assert pools[0]["machineSpec"] == pools[1]["machineSpec"]
     assert pools[0]["containerSpec"] == pools[1]["containerSpec"]
     # 3 nodes x 1 GPU against a quota of 4 is fine; 5 nodes is not
-    code = cli.main(argv(google, image, registry.url, "--nodes", "5", "--dry-run"))
+    code = cli.main(argv(google, layout, registry.url, "--nodes", "5", "--dry-run"))
     assert code == 2 and "quota 4 < 5 GPU(s)" in capsys.readouterr().err
 
 
-def test_secret_reaches_the_job_as_a_reference_only(capsys, google, image, registry, state_file):
+def test_secret_reaches_the_job_as_a_reference_only(capsys, google, layout, registry, state_file):
     ref = "projects/proj/secrets/wandb-key/versions/3"
-    code, result, err = launch(capsys, google, image, registry, "--secret", f"WANDB_API_KEY={ref}")
+    code, result, err = launch(capsys, google, layout, registry, "--secret", f"WANDB_API_KEY={ref}")
     assert code == 0, err
     env = {e["name"]: e["value"] for e in google.creates[0][1]["jobSpec"]["workerPoolSpecs"][0]["containerSpec"]["env"]}
     assert env["ARR_SECRET_REFS"] == f"WANDB_API_KEY={ref}" and "WANDB_API_KEY" not in env
 
 
-def test_secret_looking_env_is_refused_before_anything_is_pushed(capsys, google, image, registry):
-    code = cli.main(argv(google, image, registry.url, "--env", "WANDB_API_KEY=hunter2-value"))
+def test_secret_looking_env_is_refused_before_anything_is_pushed(capsys, google, layout, registry):
+    code = cli.main(argv(google, layout, registry.url, "--env", "WANDB_API_KEY=hunter2-value"))
     err = capsys.readouterr().err
     assert code == 2 and google.creates == []
     assert "--secret" in err and "WANDB_API_KEY" in err and "hunter2-value" not in err
@@ -359,8 +357,8 @@ BAD_SUBCOMMANDS = [
 
 
 @pytest.mark.parametrize("extra,message", BAD_LAUNCH, ids=[" ".join(a)[:40] for a, _ in BAD_LAUNCH])
-def test_bad_launch_input_exits_2_and_submits_nothing(capsys, google, image, registry, extra, message):
-    code = _exit_code(lambda: cli.main(argv(google, image, registry.url, *extra)))
+def test_bad_launch_input_exits_2_and_submits_nothing(capsys, google, layout, registry, extra, message):
+    code = _exit_code(lambda: cli.main(argv(google, layout, registry.url, *extra)))
     err = capsys.readouterr().err
     assert code == 2 and message in err
     assert google.creates == [] and catalog(registry) == []
@@ -382,13 +380,13 @@ def _exit_code(fn) -> int:
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGHUP])
-def test_interrupt_or_hangup_detaches_and_never_cancels(tmp_path, google, image, registry, sig):
+def test_interrupt_or_hangup_detaches_and_never_cancels(tmp_path, google, layout, registry, sig):
     """A real process: Ctrl-C (SIGINT) or a closed terminal (SIGHUP) exits 130, the job goes on."""
     google.scenarios[FIRST] = ["JOB_STATE_QUEUED"]
     env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "ARR_LAUNCH_STATE": str(tmp_path / "s.json"),
            "PYTHONPATH": os.pathsep.join([ROOT, *sys.path])}
     proc = subprocess.Popen([sys.executable, "-m", "tools.launch.cli",
-                             *argv(google, image, registry.url, "--poll-s", "0.1")],
+                             *argv(google, layout, registry.url, "--poll-s", "0.1")],
                             env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 60
     while not google.jobs and time.time() < deadline:

@@ -14,18 +14,12 @@ import sys
 
 import pytest
 
-from tests.support import fake_google, oci_images, registry_server as rs
+from tests.support import fake_google, registry_server as rs
 from tools.launch import cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SPOT = "custom_model_training_preemptible_nvidia_{}_gpus"
 
-
-@pytest.fixture
-def image(tmp_path):
-    layout = str(tmp_path / "img")
-    digest = oci_images.make_image(layout, [{"a.bin": 50_000}, {"app/x.py": b"x = 1\n"}])
-    return layout, digest
 
 
 @pytest.fixture
