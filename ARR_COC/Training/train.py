@@ -35,7 +35,7 @@ from ARR_COC.preprocess import collate
 from ARR_COC.Training import checkpoint, data
 from ARR_COC.Training.config import TrainConfig, load_config
 from ARR_COC.Training.metrics import MetricsLogger, recall_at_k, vqa_accuracy
-from ARR_COC.Training.secret_store import load_secrets
+from ARR_COC.Training.secret_store import SecretError, load_secrets
 
 
 def mixed_precision(config: TrainConfig, cuda: bool) -> str:
@@ -110,7 +110,6 @@ def run(config: TrainConfig, stream=sys.stdout) -> dict:
                               mixed_precision=mixed_precision(config, cuda), cpu=not cuda)
     main_process = accelerator.is_main_process
     set_seed(config.seed)
-    load_secrets(config)
     logger = MetricsLogger(main_process, config, stream)
     dtype = torch.bfloat16 if accelerator.mixed_precision == "bf16" else torch.float32
     backbone = load_backbone(config.base_model, config.image_size, config.tiny_backbone_weights or None, dtype)
@@ -217,7 +216,22 @@ def parse_overrides(pairs: list[str]) -> dict:
     return overrides
 
 
+def resolve_secrets() -> int | None:
+    """ARR_SECRET_REFS into this process's environment before anything logs; only names are printed."""
+    try:
+        names = load_secrets()
+    except SecretError as error:
+        print(f"secret error: {error}", file=sys.stderr)
+        return 2
+    if names and os.environ.get("RANK", "0") == "0":
+        print(json.dumps({"event": "secrets", "set": names}), flush=True)
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
+    failed = resolve_secrets()
+    if failed is not None:
+        return failed
     parser = argparse.ArgumentParser(description="Train the ARR-COC selector.")
     parser.add_argument("--config", help="TOML config (default: the embedded smoke config)")
     parser.add_argument("--max-steps", type=int, help="stop after this many optimizer steps")
