@@ -1,10 +1,10 @@
 """Atomic, resumable checkpoints of the trainable state only, local or any fsspec URL.
 
 A checkpoint is a folder `step-00000040/` holding `state.pt` (selector
-weights, optimizer, scheduler, RNG states, data position) and an empty
-`COMPLETE` marker, which is always written after the state. Resume takes
-the newest folder with a marker, so a job killed mid-write resumes from the
-previous one.
+weights, optimizer, scheduler, data position, and under "processes" each
+process's own RNG and sampling state, in rank order) and an empty `COMPLETE`
+marker, which is always written after the state. Resume takes the newest
+folder with a marker, so a job killed mid-write resumes from the previous one.
 
 - Local disk: the folder is written as `step-XXXXXXXX.tmp` (state, then
   marker) and renamed; the rename is atomic, so the folder appears complete.
@@ -13,12 +13,15 @@ previous one.
   marker of the same step is deleted first, `state.pt` is uploaded in one
   piece, and the marker last: a folder with a marker always has its whole
   state, and a crash before the marker leaves a folder that resume skips.
+- Several processes: rank 0 gathers the others' states and is the only
+  writer, so a checkpoint is one file that is complete or absent.
 
 The frozen backbone is never saved.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import random
 import re
@@ -48,6 +51,42 @@ def restore_rng(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     if state["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def weights_digest(tensors: dict) -> str:
+    """sha256 over names, dtypes, shapes and bytes: equal exactly when the weights are bit-identical."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().cpu().contiguous()
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)};".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def process_state(sampling: torch.Generator, selector: dict) -> dict:
+    """What differs between processes (RNG streams, the sampling generator), plus a digest of its weights."""
+    return {"rng": rng_state(), "sampling": sampling.get_state(), "selector_sha256": weights_digest(selector)}
+
+
+def restore_process_state(saved: dict, sampling: torch.Generator) -> None:
+    restore_rng(saved["rng"])
+    if saved.get("sampling") is not None:
+        sampling.set_state(saved["sampling"])
+
+
+def process_states(state: dict) -> list[dict]:
+    """The per-process states in rank order; checkpoints written before there were several hold one inline."""
+    if "processes" in state:
+        return state["processes"]
+    return [{"rng": state["rng"], "sampling": state.get("sampling")}]
+
+
+def check_same_weights(processes: list[dict], step: int) -> None:
+    """Data-parallel processes must hold identical weights; a difference is a bug worth stopping for."""
+    digests = [saved["selector_sha256"] for saved in processes]
+    if len(set(digests)) > 1:
+        raise RuntimeError(f"step {step}: the processes' selector weights differ (sha256 per rank: "
+                           f"{[d[:12] for d in digests]}); gradients were not synchronised")
 
 
 def save(root: str, step: int, state: dict) -> str:

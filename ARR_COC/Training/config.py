@@ -75,8 +75,6 @@ class TrainConfig:
     log_every_n_steps: int = 5
     num_workers: int = 0
     wandb_project: str = ""
-    wandb_api_key_secret: str = ""
-    hf_token_secret: str = ""
     extra: dict = field(default_factory=dict, repr=False)
 
 
@@ -128,6 +126,10 @@ PINS = (
 )
 PATH_KEYS = ("output_dir", "tiny_backbone_weights", "dataset_cache_dir")
 FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(TrainConfig) if f.name != "extra"}
+SECRET_HINT = ("secrets are no longer config keys: pass a reference in ARR_SECRET_REFS "
+               "(the launcher's --secret {variable}=projects/P/secrets/NAME); the trainer resolves it at start")
+REMOVED_KEYS = {"wandb_api_key_secret": SECRET_HINT.format(variable="WANDB_API_KEY"),
+                "hf_token_secret": SECRET_HINT.format(variable="HF_TOKEN")}
 
 
 def convert(key: str, value, source: str):
@@ -150,6 +152,8 @@ def convert(key: str, value, source: str):
 
 def merge(values: dict, updates: dict, source: str) -> None:
     for key, value in updates.items():
+        if key in REMOVED_KEYS:
+            raise ConfigError(f"{source}: {key} was removed; {REMOVED_KEYS[key]}")
         if key not in FIELD_TYPES:
             raise ConfigError(f"{source}: unknown key {key!r}; allowed keys: {', '.join(sorted(FIELD_TYPES))}")
         values[key] = convert(key, value, source)

@@ -1,10 +1,13 @@
 """The one entry point the image runs: work out the accelerate topology, then train.
 
-Processes per node come from the visible GPUs; machines, rank and the main
-address from Vertex AI's CLUSTER_SPEC (worker pool 0 is the chief). One
-process in total runs training in this process; more go through
-`accelerate launch`. TRAINING_GPU set without a usable GPU refuses to run
-(the original silently trained on CPU).
+Processes per node come from the visible GPUs (one on a CPU-only node);
+machines, this node's rank and the rendezvous address from Vertex AI's
+CLUSTER_SPEC: every host of workerpool0 (the chief), then workerpool1, 2, 3
+in order, so the chief is machine 0 and its host:port is where all nodes
+meet. One process in total trains in this process; more go through
+`accelerate launch` (torch.distributed's launcher on each node; the workers
+then use NCCL on GPUs, gloo on CPU). TRAINING_GPU set without a usable GPU
+refuses to run (the original silently trained on CPU).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ class AccelerateArgs:
     def as_flags(self) -> list[str]:
         flags = ["--num_processes", str(self.num_processes), "--num_machines", str(self.num_machines),
                  "--machine_rank", str(self.machine_rank)]
-        if self.num_processes > 1:
+        if self.num_processes > 1:  # accelerate's torch.distributed launcher; the backend follows the device
             flags.append("--multi_gpu")
         if self.main_process_ip:
             flags += ["--main_process_ip", self.main_process_ip, "--main_process_port", str(self.main_process_port)]

@@ -11,7 +11,10 @@ then linear decay); checkpoints go to AIP_CHECKPOINT_DIR or
 OUTPUT_DIR/checkpoints and are resumed automatically; the selector is
 exported to AIP_MODEL_DIR or OUTPUT_DIR/model. The learning-rate schedule
 spans num_epochs; --max-steps only stops early, so a stopped and resumed run
-follows the same schedule as an uninterrupted one.
+follows the same schedule as an uninterrupted one. Under `accelerate launch`
+(several GPUs or nodes, see entrypoint.py) the data is split across
+processes, each saves and restores its own RNG and sampling state, and
+rank 0 alone writes metrics, checkpoints and the export.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from ARR_COC.preprocess import collate
 from ARR_COC.Training import checkpoint, data
 from ARR_COC.Training.config import TrainConfig, load_config
 from ARR_COC.Training.metrics import MetricsLogger, recall_at_k, vqa_accuracy
-from ARR_COC.Training.secret_store import load_secrets
+from ARR_COC.Training.secret_store import SecretError, load_secrets
 
 
 def mixed_precision(config: TrainConfig, cuda: bool) -> str:
@@ -59,6 +62,12 @@ def warmup_then_linear(total_steps: int, warmup_ratio: float):
 def schedule_length(config: TrainConfig, train_size: int, processes: int) -> int:
     per_step = config.batch_size * config.gradient_accumulation_steps * processes
     return max(1, config.num_epochs * math.ceil(train_size / per_step))
+
+
+def loader_generator(seed: int, epoch: int) -> torch.Generator:
+    """The loader's own generator (worker seeds): starting an epoch's loader, or resuming one, leaves the
+    global torch RNG alone, so a resumed run's saved RNG states equal an uninterrupted run's."""
+    return torch.Generator().manual_seed(seed * 1000 + epoch)
 
 
 def checkpoint_root(config: TrainConfig) -> str:
@@ -94,10 +103,33 @@ def evaluate(model, dataset, config: TrainConfig, device, mode: str = "select", 
     return result
 
 
-def training_state(model, optimizer, scheduler, position: dict) -> dict:
-    return {"selector": {k: v.detach().cpu() for k, v in model.selector.state_dict().items()},
-            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "rng": checkpoint.rng_state(), "sampling": model.sampling.get_state(), "position": position}
+def selector_weights(model) -> dict:
+    return {k: v.detach().cpu() for k, v in model.selector.state_dict().items()}
+
+
+def training_state(model, optimizer, scheduler, position: dict, processes: list[dict]) -> dict:
+    """What is shared (weights, optimizer, schedule, data position) plus each process's own state, rank order."""
+    return {"selector": selector_weights(model), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(), "processes": processes, "position": position}
+
+
+def load_resume_state(accelerator, root: str) -> dict | None:
+    """Rank 0 reads the newest complete checkpoint and sends it to every process (no shared disk needed)."""
+    from accelerate.utils import broadcast_object_list
+
+    holder = [checkpoint.load_latest(root) if accelerator.is_main_process else None]
+    return broadcast_object_list(holder)[0]
+
+
+def own_process_state(resumed: dict, accelerator) -> dict:
+    """This process's saved RNG and sampling state; an exact resume needs the same process count."""
+    saved = checkpoint.process_states(resumed)
+    if len(saved) != accelerator.num_processes:
+        raise RuntimeError(
+            f"the checkpoint at step {resumed['position']['step']} holds the state of {len(saved)} process(es), "
+            f"this run has {accelerator.num_processes}; an exact resume needs the same number (nodes x GPUs): "
+            "run with that many, or start from scratch with another checkpoint folder")
+    return saved[accelerator.process_index]
 
 
 def run(config: TrainConfig, stream=sys.stdout) -> dict:
@@ -110,7 +142,6 @@ def run(config: TrainConfig, stream=sys.stdout) -> dict:
                               mixed_precision=mixed_precision(config, cuda), cpu=not cuda)
     main_process = accelerator.is_main_process
     set_seed(config.seed)
-    load_secrets(config)
     logger = MetricsLogger(main_process, config, stream)
     dtype = torch.bfloat16 if accelerator.mixed_precision == "bf16" else torch.float32
     backbone = load_backbone(config.base_model, config.image_size, config.tiny_backbone_weights or None, dtype,
@@ -127,14 +158,12 @@ def run(config: TrainConfig, stream=sys.stdout) -> dict:
     plain = accelerator.unwrap_model(model)
 
     position = {"epoch": 0, "batches_done": 0, "step": 0}
-    resumed = checkpoint.load_latest(checkpoint_root(config))
+    resumed = load_resume_state(accelerator, checkpoint_root(config))
     if resumed:
         plain.selector.load_state_dict(resumed["selector"])
         optimizer.load_state_dict(resumed["optimizer"])
         scheduler.load_state_dict(resumed["scheduler"])
-        checkpoint.restore_rng(resumed["rng"])
-        if "sampling" in resumed:
-            plain.sampling.set_state(resumed["sampling"])
+        checkpoint.restore_process_state(own_process_state(resumed, accelerator), plain.sampling)
         position = dict(resumed["position"])
         logger.log(position["step"], {"event": "resumed", "checkpoint_root": checkpoint_root(config)})
     stop_at = min(total, config.max_steps) if config.max_steps else total
@@ -153,7 +182,7 @@ def run(config: TrainConfig, stream=sys.stdout) -> dict:
         order = data.epoch_order(len(train_set), config.seed, position["epoch"])
         loader = accelerator.prepare(torch.utils.data.DataLoader(
             train_set, batch_size=config.batch_size, sampler=order, collate_fn=batch_collate,
-            num_workers=config.num_workers))
+            num_workers=config.num_workers, generator=loader_generator(config.seed, position["epoch"])))
         skipped = accelerator.skip_first_batches(loader, position["batches_done"]) if position["batches_done"] else loader
         for batch in skipped:
             with accelerator.accumulate(model):
@@ -173,7 +202,8 @@ def run(config: TrainConfig, stream=sys.stdout) -> dict:
             if progress:
                 progress.update(1)
             if step % config.log_every_n_steps == 0 or step == stop_at:
-                logger.log(step, {"loss": round(loss_sum / loss_count, 5), "lr": scheduler.get_last_lr()[0],
+                mean_loss = mean_over_processes(accelerator, loss_sum / loss_count)
+                logger.log(step, {"loss": round(mean_loss, 5), "lr": scheduler.get_last_lr()[0],
                                   "seconds": round(time.time() - started, 2)})
                 loss_sum, loss_count = 0.0, 0
             if config.save_every_n_steps and step % config.save_every_n_steps == 0:
@@ -206,12 +236,24 @@ def provenance(config: TrainConfig, summary: dict) -> dict:
     return {**{key: getattr(config, key) for key in keys}, "steps": summary["step"], "eval": summary.get("eval")}
 
 
+def mean_over_processes(accelerator, value: float) -> float:
+    """The mean of a per-process figure over all processes (float64: one process gets its own value back)."""
+    return accelerator.reduce(torch.tensor(value, dtype=torch.float64, device=accelerator.device), "mean").item()
+
+
 def save_checkpoint(accelerator, config, plain, optimizer, scheduler, position, logger) -> None:
-    accelerator.wait_for_everyone()
+    """Every process hands its own RNG/sampling state to all; rank 0 alone writes one complete checkpoint.
+
+    The gather is also a check: processes whose selector weights differ stop the run here.
+    """
+    from accelerate.utils import gather_object
+
+    processes = gather_object([checkpoint.process_state(plain.sampling, selector_weights(plain))])
+    checkpoint.check_same_weights(processes, position["step"])
     if accelerator.is_main_process:
         where = checkpoint.save(checkpoint_root(config), position["step"],
-                                training_state(plain, optimizer, scheduler, dict(position)))
-        logger.log(position["step"], {"event": "checkpoint", "path": where})
+                                training_state(plain, optimizer, scheduler, dict(position), processes))
+        logger.log(position["step"], {"event": "checkpoint", "path": where, "processes": len(processes)})
         logger.flush()
     accelerator.wait_for_everyone()
 
@@ -226,7 +268,22 @@ def parse_overrides(pairs: list[str]) -> dict:
     return overrides
 
 
+def resolve_secrets() -> int | None:
+    """ARR_SECRET_REFS into this process's environment before anything logs; only names are printed."""
+    try:
+        names = load_secrets()
+    except SecretError as error:
+        print(f"secret error: {error}", file=sys.stderr)
+        return 2
+    if names and os.environ.get("RANK", "0") == "0":
+        print(json.dumps({"event": "secrets", "set": names}), flush=True)
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
+    failed = resolve_secrets()
+    if failed is not None:
+        return failed
     parser = argparse.ArgumentParser(description="Train the ARR-COC selector.")
     parser.add_argument("--config", help="TOML config (default: the embedded smoke config)")
     parser.add_argument("--max-steps", type=int, help="stop after this many optimizer steps")

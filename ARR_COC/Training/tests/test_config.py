@@ -42,6 +42,9 @@ def test_bad_environment_values_name_key_and_allowed(environ, message):
     ("image_size = 100", "image_size = 100 is not allowed; it must be a positive multiple of 32"),
     ("num_visual_tokns = 4", "unknown key 'num_visual_tokns'; allowed keys:"),
     ('mixed_precision = "fp8"', "one of: auto, no, bf16, fp16"),
+    ('wandb_api_key_secret = "wandb"', "wandb_api_key_secret was removed; secrets are no longer config keys: "
+     "pass a reference in ARR_SECRET_REFS (the launcher's --secret WANDB_API_KEY=projects/P/secrets/NAME)"),
+    ('hf_token_secret = "hf"', "hf_token_secret was removed; secrets are no longer config keys"),
 ])
 def test_bad_file_values_name_key_and_allowed(tmp_path, toml, message):
     path = tmp_path / "bad.toml"
