@@ -131,11 +131,14 @@ def summarize(row: dict) -> dict:
 
 
 @torch.no_grad()
-def question_swap_jaccard(model, seed: int, k: int, images: int = SWAP_IMAGES) -> float:
-    """Mean overlap of the kept sets for two questions about different objects of the same image."""
+def question_swap_jaccard(model, seed: int, k: int, images: int = SWAP_IMAGES) -> float | None:
+    """Mean overlap of the kept sets for two questions about different objects of the same image
+    (None while the synthetic set has a single question kind)."""
     from ARR_COC import attending
     from ARR_COC.preprocess import collate
 
+    if len(KINDS) < 2:
+        return None
     kept = {}
     for kind in KINDS:
         samples = SyntheticVQA(images, seed, model.selector.config.image_size, model.backbone.cell_pixels, kind=kind)
@@ -221,7 +224,11 @@ def combine(runs: list[dict], k: int) -> dict:
     mean_and_spread([r["on_objects"] for r in runs], "on_objects", methods["saliency"])
     report = {"k": k, "tokens": tokens, "methods": methods}
     mean_and_spread([r["chance"] for r in runs], "chance", report)
-    mean_and_spread([r["question_swap_jaccard"] for r in runs], "question_swap_jaccard", report)
+    swaps = [r["question_swap_jaccard"] for r in runs if r["question_swap_jaccard"] is not None]
+    if swaps:
+        mean_and_spread(swaps, "question_swap_jaccard", report)
+    else:
+        report["question_swap_jaccard"] = None
     report["step_ms"] = {name: round(statistics.fmean(r["step_ms"][name] for r in runs), 1) for name in ("k", "all")}
     report["runs"] = len(runs)
     return report
@@ -280,8 +287,8 @@ def main(argv: list[str] | None = None) -> int:
     report = combine(runs, args.k)
     report["pictures"] = {
         "accuracy_vs_k": pictures.accuracy_against_k(curve(runs), report["tokens"], os.path.join(out, "accuracy_vs_k.png")),
-        "kept_tokens": pictures.kept_for_two_questions(runs[0]["model"], runs[0]["dataset"].seed, args.k,
-                                                       os.path.join(out, "kept_tokens.png")),
+        "kept_tokens": pictures.kept_tokens(runs[0]["model"], runs[0]["dataset"], args.k,
+                                            os.path.join(out, "kept_tokens.png")),
     }
     report["cpu_seconds"] = round(time.process_time() - started, 1)
     print(json.dumps(report))

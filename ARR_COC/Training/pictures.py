@@ -1,7 +1,7 @@
 """The benchmark's two pictures, drawn with Pillow (no plotting library needed).
 
 - accuracy against K for each selection rule (the curve token-pruning papers draw);
-- a few images with the tokens the trained selector keeps for two different questions.
+- a few images with the tokens the trained selector and the saliency rule keep.
 """
 
 from __future__ import annotations
@@ -62,33 +62,32 @@ def outline_cells(draw: ImageDraw.ImageDraw, cells, grid: int, cell_pixels: int,
 
 
 @torch.no_grad()
-def kept_for_two_questions(model, seed: int, k: int, path: str, images: int = 3,
-                           kinds: tuple[str, str] = ("shape", "position")) -> str:
-    """Rows of images, each shown with the K kept cells (white) for two questions; the target in green."""
+def kept_tokens(model, dataset, k: int, path: str, images: int = 3) -> str:
+    """Rows of images; columns: the K cells (white) kept by the trained selector and by the saliency
+    rule; the target cell in green; the question and each column's answer above."""
     from ARR_COC import attending
     from ARR_COC.preprocess import collate
-    from ARR_COC.Training.synthetic import SyntheticVQA
+    from ARR_COC.Training.benchmark import saliency_indices
 
-    size = model.selector.config.image_size
-    cell_pixels = model.backbone.cell_pixels
+    size, cell_pixels = dataset.image_size, model.backbone.cell_pixels
     grid = size // cell_pixels
     caption, gap = 34, 10
-    canvas = Image.new("RGB", (2 * size + 3 * gap, images * (size + caption + gap) + gap), WHITE)
-    for column, kind in enumerate(kinds):
-        samples = [SyntheticVQA(images, seed, size, cell_pixels, kind=kind)[i] for i in range(images)]
-        batch = collate(samples, model.backbone, size)
-        features = model.encode_images(batch["pixel_values"], batch["image_grid_thw"])
-        kept = attending.top_k_indices(model.scores(batch, features), k)
+    samples = [dataset[i] for i in range(images)]
+    batch = collate(samples, model.backbone, size)
+    features = model.encode_images(batch["pixel_values"], batch["image_grid_thw"])
+    columns = {"trained": attending.top_k_indices(model.scores(batch, features), k),
+               "saliency": saliency_indices(batch["images"], cell_pixels, k)}
+    canvas = Image.new("RGB", (len(columns) * (size + gap) + gap, images * (size + caption + gap) + gap), WHITE)
+    text = ImageDraw.Draw(canvas)
+    for column, (rule, kept) in enumerate(columns.items()):
         answers = model.backbone.tokenizer.batch_decode(model.answer(batch, features, kept, 4), skip_special_tokens=True)
         for row, sample in enumerate(samples):
             picture = sample["image"].copy()
             draw = ImageDraw.Draw(picture)
             outline_cells(draw, sample["relevant"].nonzero()[0], grid, cell_pixels, (0, 255, 0), 5)
             outline_cells(draw, kept[row].tolist(), grid, cell_pixels, WHITE, 2)
-            x = gap + column * (size + gap)
-            y = gap + row * (size + caption + gap)
-            text = ImageDraw.Draw(canvas)
-            text.text((x, y), sample["question"], fill=BLACK)
+            x, y = gap + column * (size + gap), gap + row * (size + caption + gap)
+            text.text((x, y), f"{rule}, K={k}: {sample['question']}", fill=BLACK)
             text.text((x, y + 14), f"answer: {answers[row] or '?'} (truth: {sample['answer']})", fill=BLACK)
             canvas.paste(picture, (x, y + caption))
     canvas.save(path)

@@ -1,25 +1,20 @@
-"""A deterministic synthetic VQA set where the question decides which token matters.
+"""A deterministic synthetic VQA set whose relevant patches are known.
 
-Each image (dark background, 8 x 8 merged-token cells at 256 px) holds
-NUM_OBJECTS equally salient objects (4 shapes, 6 colours), each inside its
-own token cell. Three of them can be asked about, each by one question kind
-(`KINDS`):
+Each image (dark background, 8 x 8 merged-token cells at 256 px) holds the
+named object, a square, and distractors of other shapes and other colours;
+every object lies inside its own token cell. The question is "what colour is
+the square ?" and the answer is its colour, so a model that looks at the
+wrong cells answers with a distractor's colour (or guesses). The cells the
+square covers are the relevant ones, so a selector's recall@K can be
+measured. Sample i depends only on (seed, i).
 
-- shape:    "what colour is the triangle ?"  (the only object of that shape)
-- colour:   "what shape is the red object ?" (the only object of that colour)
-- position: "what shape is in the top left ?" (the object in that corner cell)
-
-The image depends only on (seed, index); the kind is drawn from (seed,
-index) too, unless asked for, so the same image can be asked two questions
-about different objects (the benchmark's question swap). The relevant cell
-is the target object's one; `objects` marks every cell that holds an object
-(the saliency and background-only controls use it).
-
-Why this design needs query-dependent selection (docs/training.md): there are
-more objects than K kept tokens (12 vs 6), so a rule that keeps the most
-salient cells without reading the question keeps the target only about K/12
-of the time; and the tiny vision tower has no attention across cells, so a
-background token carries nothing about any object.
+Why the square is always the one asked about: a question that names any of
+the four shapes needs the tiny 2-layer language model to bind the shape word
+to the matching visual token (two attention hops); pretrained for the few
+hundred steps a cached build step affords, it stayed at chance among the
+colours present (0.3-0.5), so no selector could show an effect on it. With
+the square always named, the backbone reaches high accuracy on all tokens and
+the selector still has to find the square among distractors (docs/training.md).
 """
 
 from __future__ import annotations
@@ -29,15 +24,15 @@ import torch
 from PIL import Image, ImageDraw
 
 SHAPES = ("square", "circle", "triangle", "cross")
+NAMED_SHAPE = "square"
 COLOURS = {
     "red": (220, 40, 40), "green": (40, 200, 60), "blue": (50, 80, 230),
     "yellow": (230, 220, 50), "purple": (160, 60, 200), "orange": (240, 140, 30),
 }
 BACKGROUND = (20, 20, 24)
-CORNERS = ("top left", "top right", "bottom left", "bottom right")
-KINDS = ("shape", "colour", "position")
-RELEVANT_FRACTION = 0.05  # a cell is relevant when the target covers at least 5 % of it
-NUM_OBJECTS = 12          # more than the K = 6 kept tokens, so saliency alone cannot find the target
+RELEVANT_FRACTION = 0.05  # a cell is relevant when the named shape covers at least 5 % of it
+NUM_OBJECTS = 3           # the square and two distractors
+KINDS = ("square",)       # question kinds (one: see above); the benchmark reports figures per kind
 
 
 def draw_shape(draw: ImageDraw.ImageDraw, shape: str, box: tuple[int, int, int, int], fill) -> None:
@@ -56,106 +51,83 @@ def draw_shape(draw: ImageDraw.ImageDraw, shape: str, box: tuple[int, int, int, 
         raise ValueError(f"unknown shape {shape!r}; known: {SHAPES}")
 
 
-def corner_cells(grid: int) -> tuple[int, ...]:
-    """Raster indices of the four corner cells, in the order of CORNERS."""
-    return (0, grid - 1, grid * (grid - 1), grid * grid - 1)
+def place_in_cells(rng: np.random.Generator, count: int, image_size: int, cell_pixels: int) -> list[tuple]:
+    """`count` boxes, each inside a distinct token cell, of side 5/8 to ~9/10 of a cell, jittered."""
+    grid = image_size // cell_pixels
+    boxes = []
+    for cell in rng.choice(grid * grid, size=count, replace=False):
+        row, column = divmod(int(cell), grid)
+        side = int(rng.integers(cell_pixels * 5 // 8, cell_pixels - 3))
+        dx, dy = (int(v) for v in rng.integers(1, cell_pixels - side, size=2))
+        left, top = column * cell_pixels + dx, row * cell_pixels + dy
+        boxes.append((left, top, left + side - 1, top + side - 1))
+    return boxes
 
 
-def target_of(kind: str, count: int) -> int:
-    """The object a question kind asks about: objects 0, 1, 2 (fewer objects: they share)."""
-    return KINDS.index(kind) % count
-
-
-def object_cells(rng: np.random.Generator, count: int, grid: int) -> list[int]:
-    """`count` distinct cells; the position question's target lies in a corner cell."""
-    corner = corner_cells(grid)[int(rng.integers(len(CORNERS)))]
-    others = [cell for cell in rng.permutation(grid * grid).tolist() if cell != corner][:count - 1]
-    at = target_of("position", count)
-    return others[:at] + [corner] + others[at:]
-
-
-def box_in_cell(rng: np.random.Generator, cell: int, grid: int, cell_pixels: int) -> tuple[int, int, int, int]:
-    """A box of side 5/8 to ~9/10 of a cell, jittered, inside the cell."""
-    row, column = divmod(cell, grid)
-    side = int(rng.integers(cell_pixels * 5 // 8, cell_pixels - 3))
-    dx, dy = (int(v) for v in rng.integers(1, cell_pixels - side, size=2))
-    left, top = column * cell_pixels + dx, row * cell_pixels + dy
-    return left, top, left + side - 1, top + side - 1
-
-
-def object_attributes(rng: np.random.Generator, count: int) -> tuple[list[str], list[str]]:
-    """Shapes and colours: the shape question's target has the only one of its shape, the colour
-    question's target the only one of its colour."""
-    unique_shape, unique_colour = SHAPES[int(rng.integers(len(SHAPES)))], list(COLOURS)[int(rng.integers(len(COLOURS)))]
-    other_shapes = [s for s in SHAPES if s != unique_shape]
-    other_colours = [c for c in COLOURS if c != unique_colour]
-    shapes = [other_shapes[int(i)] for i in rng.integers(len(other_shapes), size=count)]
-    colours = [other_colours[int(i)] for i in rng.integers(len(other_colours), size=count)]
-    shapes[target_of("shape", count)] = unique_shape
-    colours[target_of("colour", count)] = unique_colour
-    return shapes, colours
-
-
-def question_for(kind: str, shapes: list[str], colours: list[str], corner: str) -> tuple[str, str, int]:
-    """(question, answer, target object) of a question kind."""
-    if kind not in KINDS:
-        raise ValueError(f"unknown question kind {kind!r}; known: {KINDS}")
-    target = target_of(kind, len(shapes))
-    if kind == "shape":
-        return f"what colour is the {shapes[target]} ?", colours[target], target
-    if kind == "colour":
-        return f"what shape is the {colours[target]} object ?", shapes[target], target
-    return f"what shape is in the {corner} ?", shapes[target], target
-
-
-def cells_covered(mask: np.ndarray, cell_pixels: int) -> np.ndarray:
+def relevant_cells(mask: np.ndarray, cell_pixels: int) -> np.ndarray:
     """[N] bool, raster order: cells where the mask covers at least RELEVANT_FRACTION."""
     rows, columns = mask.shape[0] // cell_pixels, mask.shape[1] // cell_pixels
     coverage = mask.reshape(rows, cell_pixels, columns, cell_pixels).mean(axis=(1, 3))
     return (coverage >= RELEVANT_FRACTION).reshape(-1)
 
 
-def make_sample(seed: int, index: int, image_size: int, cell_pixels: int, num_objects: int = NUM_OBJECTS,
-                kind: str | None = None) -> dict:
-    """One image with a question of `kind` (drawn when None), fixed by (seed, index).
+def make_sample(seed: int, index: int, image_size: int, cell_pixels: int, num_objects: int = NUM_OBJECTS) -> dict:
+    """One image, question, answer and relevant-cell mask, fixed by (seed, index).
 
-    The image does not depend on the kind: asking another kind asks about
-    another object of the same image.
+    The square plus num_objects - 1 distractors, all shapes and colours distinct.
     """
-    if not 0 < num_objects <= (image_size // cell_pixels) ** 2:
-        raise ValueError(f"num_objects must be between 1 and the number of cells, got {num_objects}")
     rng = np.random.default_rng([seed, index])
-    grid = image_size // cell_pixels
-    cells = object_cells(rng, num_objects, grid)
-    boxes = [box_in_cell(rng, cell, grid, cell_pixels) for cell in cells]
-    shapes, colours = object_attributes(rng, num_objects)
-    kind = kind or KINDS[int(np.random.default_rng([seed, index, 2]).integers(len(KINDS)))]
-    corner = CORNERS[corner_cells(grid).index(cells[target_of("position", num_objects)])]
-    question, answer, target = question_for(kind, shapes, colours, corner)
+    others = [shape for shape in SHAPES if shape != NAMED_SHAPE]
+    shapes = [NAMED_SHAPE] + [others[i] for i in rng.permutation(len(others))[:num_objects - 1]]
+    colour_names = list(COLOURS)
+    colours = [colour_names[i] for i in rng.permutation(len(colour_names))[:num_objects]]
+    boxes = place_in_cells(rng, num_objects, image_size, cell_pixels)
     image = Image.new("RGB", (image_size, image_size), BACKGROUND)
     draw = ImageDraw.Draw(image)
     for shape, colour, box in zip(shapes, colours, boxes):
         draw_shape(draw, shape, box, COLOURS[colour])
-    target_mask = Image.new("L", (image_size, image_size), 0)
-    draw_shape(ImageDraw.Draw(target_mask), shapes[target], boxes[target], 255)
-    objects = np.zeros(grid * grid, dtype=bool)
-    objects[cells] = True
-    return {"image": image, "question": question, "answer": answer, "kind": kind,
-            "relevant": cells_covered(np.asarray(target_mask) > 0, cell_pixels), "objects": objects}
+    mask = Image.new("L", (image_size, image_size), 0)
+    draw_shape(ImageDraw.Draw(mask), NAMED_SHAPE, boxes[0], 255)
+    everything = Image.new("L", (image_size, image_size), 0)
+    for shape, box in zip(shapes, boxes):
+        draw_shape(ImageDraw.Draw(everything), shape, box, 255)
+    return {
+        "image": image,
+        "question": f"what colour is the {NAMED_SHAPE} ?",
+        "answer": colours[0],
+        "kind": KINDS[0],
+        "relevant": relevant_cells(np.asarray(mask) > 0, cell_pixels),
+        "objects": relevant_cells(np.asarray(everything) > 0, cell_pixels),
+    }
+
+
+def make_single_colour_sample(seed: int, index: int, image_size: int, cell_pixels: int) -> dict:
+    """The whole image one colour: every visual token carries the answer (teaches colour words)."""
+    rng = np.random.default_rng([seed, index, 1])
+    colour = list(COLOURS)[int(rng.integers(len(COLOURS)))]
+    everything = np.ones((image_size // cell_pixels) ** 2, dtype=bool)
+    return {"image": Image.new("RGB", (image_size, image_size), COLOURS[colour]),
+            "question": f"what colour is the {NAMED_SHAPE} ?", "answer": colour, "kind": KINDS[0],
+            "relevant": everything, "objects": everything}
+
+
+def make_curriculum_sample(seed: int, index: int, image_size: int, cell_pixels: int, num_objects: int) -> dict:
+    """num_objects = 0: a single-colour image; else make_sample with that many objects."""
+    if num_objects == 0:
+        return make_single_colour_sample(seed, index, image_size, cell_pixels)
+    return make_sample(seed, index, image_size, cell_pixels, num_objects)
 
 
 class SyntheticVQA(torch.utils.data.Dataset):
     """`size` samples of the synthetic task; sample i is the same on every machine and run.
 
     `objects` is the number of objects per image, or a function of the sample
-    index. `kind` fixes the question kind of every
-    sample (None: drawn per sample).
+    index (a pretraining curriculum; 0 = a single-colour image).
     """
 
-    def __init__(self, size: int, seed: int, image_size: int, cell_pixels: int, objects=NUM_OBJECTS,
-                 kind: str | None = None):
+    def __init__(self, size: int, seed: int, image_size: int, cell_pixels: int, objects=NUM_OBJECTS):
         self.size, self.seed, self.image_size, self.cell_pixels = size, seed, image_size, cell_pixels
-        self.objects, self.kind = objects, kind
+        self.objects = objects
 
     def __len__(self) -> int:
         return self.size
@@ -164,4 +136,4 @@ class SyntheticVQA(torch.utils.data.Dataset):
         if not 0 <= index < self.size:
             raise IndexError(index)
         count = self.objects(index) if callable(self.objects) else self.objects
-        return make_sample(self.seed, index, self.image_size, self.cell_pixels, count, self.kind)
+        return make_curriculum_sample(self.seed, index, self.image_size, self.cell_pixels, count)

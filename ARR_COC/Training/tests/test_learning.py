@@ -43,10 +43,10 @@ def held_out(model, config) -> tuple[float, float]:
 
 
 def test_short_selector_run_lowers_the_loss(tmp_path, pretrained_backbone_path):
-    """A fresh selector keeps arbitrary cells; a short run (REINFORCE allocator) learns to keep the square's.
+    """A fresh selector keeps arbitrary cells; a short run (REINFORCE, self-critical) learns to keep the square's.
 
-    Measured (devenv, 2 threads): loss 0.834 -> 0.303, recall@4 0.44 -> 0.75 with seed 0; seeds 1 and 2
-    reached 0.92 and 0.98. The margins below leave room for another CPU's rounding changing the samples.
+    One seed pair (the cached backbone, selector seed 0); the figures over other seeds and thread counts
+    are in docs/training.md. The margins leave room for another CPU's rounding changing the samples.
     """
     from ARR_COC.backbone import load_backbone
     from ARR_COC.integration import build_model, load_selector
