@@ -280,7 +280,10 @@ def main(argv: list[str] | None = None) -> int:
     for backbone_path in backbones(args.backbone, args.seeds, sys.stderr):
         for offset in range(SELECTOR_SEEDS if args.seeds else 1):
             runs.append(one_run(backbone_path, args.seed + offset, args.k, args.steps, args.eval_samples, sys.stderr))
-            print(json.dumps({"run": len(runs), "cpu_seconds": round(time.process_time() - started, 1)}),
+            at_k = {m: round(runs[-1]["summaries"][(m, runs[-1]["tokens"] if m == "all" else args.k)]["accuracy"], 4)
+                    for m in METHODS}
+            print(json.dumps({"run": len(runs), "backbone": backbone_path, "seed": args.seed + offset,
+                              "accuracy": at_k, "cpu_seconds": round(time.process_time() - started, 1)}),
                   file=sys.stderr, flush=True)
     from ARR_COC.Training import pictures
 
