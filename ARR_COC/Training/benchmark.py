@@ -5,8 +5,8 @@ held-out questions with K tokens kept by: the trained selector, K random
 tokens, a text-agnostic saliency rule (the K cells whose colour stands out
 most from the image), K background-only cells, and all tokens. Prints, as
 the last stdout line, one JSON object (its fields in docs/training.md) and
-writes two PNGs: accuracy against K, and the tokens kept for two different
-questions on a few images.
+writes two PNGs: accuracy against K, and the tokens kept by the trained
+selector and by the saliency rule on a few images.
 
     benchmark --backbone tiny_backbone.safetensors [--seed N] [--k K] [--seeds] [--out DIR]
 
@@ -55,6 +55,7 @@ def background_indices(objects: torch.Tensor, k: int, generator: torch.Generator
 
 def kept_for(method: str, k: int, model, batch: dict, scores: torch.Tensor, objects: torch.Tensor,
              generator: torch.Generator) -> torch.Tensor:
+    """[B, K] cells a method keeps (the LM reads them in raster order whatever the order here)."""
     from ARR_COC import attending
 
     batch_size, n = scores.shape
