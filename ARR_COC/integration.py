@@ -180,9 +180,9 @@ class ARRCOC(nn.Module):
         if reinforce:
             # Value: the answer loss of the sampled selection; gradient: REINFORCE on the scores, with
             # the loss of the deterministic top-K selection of each sample as its baseline.
+            best = attending.top_k_indices(scores, self.num_visual_tokens)
             with torch.no_grad():
-                greedy, _ = self.language_model_pass(batch, features, attending.top_k_indices(scores, self.num_visual_tokens),
-                                                     None, scores.device)
+                greedy, _ = self.language_model_pass(batch, features, best, None, scores.device)
             loss = loss.detach() + attending.reinforce_surrogate(
                 scores, order, per_sample_loss(output.logits, inputs["labels"]),
                 per_sample_loss(greedy.logits, inputs["labels"]), self.selector.config.temperature)
