@@ -126,7 +126,8 @@ def image_processor_for(model_config, image_size: int):
 def tiny_pixel_values(images: torch.Tensor, vision_config) -> torch.Tensor:
     """What image_processor_for gives for sRGB images [B, 3, H, W] in 0..1, without PIL (fast):
     scaled to -1..1, repeated over the temporal patch, cut into patches in merge-window order."""
-    patch, merge, temporal = vision_config.patch_size, vision_config.spatial_merge_size, vision_config.temporal_patch_size
+    patch, merge = vision_config.patch_size, vision_config.spatial_merge_size
+    temporal = vision_config.temporal_patch_size
     batch, channels, height, width = images.shape
     rows, columns = height // patch, width // patch
     x = (images * 2.0 - 1.0)[:, None].expand(batch, temporal, channels, height, width)

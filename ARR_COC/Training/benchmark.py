@@ -112,7 +112,8 @@ def evaluate_methods(model, dataset, k: int, seed: int, batch_size: int = 32) ->
                                                           skip_special_tokens=True)
             hits = torch.zeros_like(batch["relevant"]).scatter(1, kept, True) & batch["relevant"]
             row = rows.setdefault((method, budget), {"correct": [], "recall": [], "kind": []})
-            row["correct"] += [float(normalize_answer(t) == normalize_answer(s["answer"])) for t, s in zip(texts, samples)]
+            row["correct"] += [float(normalize_answer(text) == normalize_answer(sample["answer"]))
+                               for text, sample in zip(texts, samples)]
             row["recall"] += (hits.sum(1) / batch["relevant"].sum(1).clamp_min(1)).tolist()
             row["kind"] += [s["kind"] for s in samples]
             if method == "saliency" and budget == k:
@@ -290,7 +291,8 @@ def main(argv: list[str] | None = None) -> int:
 
     report = combine(runs, args.k)
     report["pictures"] = {
-        "accuracy_vs_k": pictures.accuracy_against_k(curve(runs), report["tokens"], os.path.join(out, "accuracy_vs_k.png")),
+        "accuracy_vs_k": pictures.accuracy_against_k(curve(runs), report["tokens"],
+                                                     os.path.join(out, "accuracy_vs_k.png")),
         "kept_tokens": pictures.kept_tokens(runs[0]["model"], runs[0]["dataset"], args.k,
                                             os.path.join(out, "kept_tokens.png")),
     }

@@ -80,7 +80,8 @@ def kept_tokens(model, dataset, k: int, path: str, images: int = 3) -> str:
     canvas = Image.new("RGB", (len(columns) * (size + gap) + gap, images * (size + caption + gap) + gap), WHITE)
     text = ImageDraw.Draw(canvas)
     for column, (rule, kept) in enumerate(columns.items()):
-        answers = model.backbone.tokenizer.batch_decode(model.answer(batch, features, kept, 4), skip_special_tokens=True)
+        answers = model.backbone.tokenizer.batch_decode(model.answer(batch, features, kept, 4),
+                                                        skip_special_tokens=True)
         for row, sample in enumerate(samples):
             picture = sample["image"].copy()
             draw = ImageDraw.Draw(picture)
