@@ -124,8 +124,11 @@ def write_backbone(path: str, seed: int = SEED, steps: int = STEPS, batch_size: 
     finally:
         torch.set_num_threads(threads)
     state = {name: tensor.contiguous() for name, tensor in model.state_dict().items()}
-    save_file(state, path, metadata={"steps": str(steps), "seed": str(seed),
-                                     "all_token_accuracy": str(model.all_token_accuracy)})
+    # One metadata key: safetensors writes the metadata map in hash order, which differs between
+    # processes, so several keys made the same weights into different bytes (seen: two sha256 for
+    # tensor-for-tensor equal files).
+    recipe = {"steps": steps, "seed": seed, "all_token_accuracy": model.all_token_accuracy}
+    save_file(state, path, metadata={"pretrain_tiny": json.dumps(recipe, sort_keys=True)})
     return model.all_token_accuracy
 
 

@@ -45,8 +45,9 @@ def held_out(model, config) -> tuple[float, float]:
 def test_short_selector_run_lowers_the_loss(tmp_path, pretrained_backbone_path):
     """A fresh selector keeps arbitrary cells; a short run (REINFORCE, self-critical) learns to keep the square's.
 
-    One seed pair (the cached backbone, selector seed 0). Measured outside Bazel, 1 thread: loss x0.67 /
-    x0.58 / x0.57 and recall@6 +0.52 / +0.77 / +0.36 for selector seeds 0 / 1 / 2 (docs/training.md).
+    One seed pair (the cached backbone, selector seed 0). Measured outside Bazel: loss x0.67 / x0.58 /
+    x0.57 / x0.59 and recall@6 +0.52 / +0.77 / +0.36 / +0.21 for selector seeds 0-3 (1 thread; seed 0
+    gave the same figures at 2 threads), so the margins below hold on all four (docs/training.md).
     """
     from ARR_COC.backbone import load_backbone
     from ARR_COC.integration import build_model, load_selector
@@ -61,7 +62,7 @@ def test_short_selector_run_lowers_the_loss(tmp_path, pretrained_backbone_path):
     figures = f"loss {loss_before:.3f} -> {loss_after:.3f}, recall@K {recall_before:.2f} -> {recall_after:.2f}"
     print(figures)
     assert loss_after < 0.75 * loss_before, f"held-out loss did not fall enough: {figures}"
-    assert recall_after > recall_before + 0.25, f"the selector did not learn where to look: {figures}"
+    assert recall_after > recall_before + 0.15, f"the selector did not learn where to look: {figures}"
 
 
 def selector_weights(root) -> dict:
