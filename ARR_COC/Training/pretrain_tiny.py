@@ -112,23 +112,30 @@ def pretrain(steps: int = STEPS, batch_size: int = BATCH_SIZE, learning_rate: fl
     return model
 
 
+def save_weights(state: dict, path: str, recipe: dict) -> None:
+    """Weights plus the recipe as safetensors, the same bytes for the same weights in any process.
+
+    One metadata key: safetensors writes its metadata map in hash order, which
+    differs between processes, so several keys made tensor-for-tensor equal
+    files with different sha256.
+    """
+    from safetensors.torch import save_file
+
+    tensors = {name: tensor.contiguous() for name, tensor in state.items()}
+    save_file(tensors, path, metadata={"pretrain_tiny": json.dumps(recipe, sort_keys=True)})
+
+
 def write_backbone(path: str, seed: int = SEED, steps: int = STEPS, batch_size: int = BATCH_SIZE,
                    learning_rate: float = LEARNING_RATE, log=print) -> float:
     """Pretrain single-threaded and write the weights; returns the all-token accuracy."""
-    from safetensors.torch import save_file
-
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the same bytes on any machine, whatever its core count
     try:
         model = pretrain(steps, batch_size, learning_rate, seed, log)
     finally:
         torch.set_num_threads(threads)
-    state = {name: tensor.contiguous() for name, tensor in model.state_dict().items()}
-    # One metadata key: safetensors writes the metadata map in hash order, which differs between
-    # processes, so several keys made the same weights into different bytes (seen: two sha256 for
-    # tensor-for-tensor equal files).
-    recipe = {"steps": steps, "seed": seed, "all_token_accuracy": model.all_token_accuracy}
-    save_file(state, path, metadata={"pretrain_tiny": json.dumps(recipe, sort_keys=True)})
+    save_weights(model.state_dict(), path, {"steps": steps, "seed": seed,
+                                            "all_token_accuracy": model.all_token_accuracy})
     return model.all_token_accuracy
 
 
