@@ -159,7 +159,7 @@ def test_scores_stay_fp32_under_bf16_autocast(model, tiny_batch):
 
 
 def test_fast_tiny_patcher_equals_the_image_processor(tiny_backbone, tiny_batch):
-    """Pretraining patches pixels itself (3x faster); it must feed the model exactly what collate does."""
+    """Pretraining patches pixels itself (no PIL); it must feed the model exactly what collate does."""
     from ARR_COC.backbone import tiny_pixel_values
 
     patched = tiny_pixel_values(tiny_batch["images"], tiny_backbone.config.vision_config)
