@@ -1,15 +1,19 @@
 """Keep K visual tokens, with a selection that the loss can train.
 
 A straight-through gate on the kept tokens alone gives the unkept ones no
-signal and stays at chance (QWEN3VL.md). Two training signals that reach the
+signal and stays at chance. Two training signals that reach the
 unkept tokens are offered (`allocator` in the selector config):
 
 - "reinforce" (default): sample K tokens without replacement from
-  softmax(scores / temperature) (Gumbel top-K), really keep only those, and
-  push up the log-probability of the sample in proportion to how much better
-  than the batch mean its answer loss was (REINFORCE, reward = -loss,
-  batch-mean baseline). The gradient is unbiased for the loss of the hard
-  selection the model is evaluated with;
+  softmax(scores / temperature) (Gumbel top-K), really keep only those (in
+  raster order, as at evaluation), and push up the log-probability of the
+  sample in proportion to how much lower its answer loss was than that of
+  the deterministic top-K selection of the same sample (REINFORCE, reward =
+  -loss, self-critical per-sample baseline). The gradient is an unbiased
+  estimate of the gradient of the *expected* answer loss under the sampling
+  distribution (the baseline does not depend on the draw), not of the loss
+  of the hard top-K selection used at evaluation; the two meet as the scores
+  sharpen;
 - "straight_through": all N tokens go to the language model, each multiplied
   by a mask whose forward value is the hard top-K indicator and whose
   gradient is that of a softmax over all N scores (`hard + p - p.detach()`).
@@ -72,9 +76,16 @@ def sample_log_prob(scores: torch.Tensor, order: torch.Tensor, temperature: floa
 
 
 def reinforce_surrogate(scores: torch.Tensor, order: torch.Tensor, losses: torch.Tensor,
-                        temperature: float = 1.0) -> torch.Tensor:
-    """Scalar whose gradient is the REINFORCE estimate (reward -loss, batch-mean baseline); value 0."""
-    losses = losses.detach()
-    advantage = losses - losses.mean()
+                        baseline: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """Scalar whose gradient is the REINFORCE estimate; value 0.
+
+    `losses` [B] of the sampled selections `order`, `baseline` [B] the loss of
+    each sample's own deterministic top-K selection (self-critical): a
+    per-sample baseline that does not depend on the draw, so the estimate of
+    the gradient of the expected loss stays unbiased, and that gives a
+    nonzero gradient at batch size 1 (a batch-mean baseline, which includes
+    the sample itself, cancels it there).
+    """
+    advantage = losses.detach() - baseline.detach()
     surrogate = (advantage * sample_log_prob(scores, order, temperature)).mean()
     return surrogate - surrogate.detach()

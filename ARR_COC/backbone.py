@@ -71,7 +71,7 @@ class Backbone:
 
 
 def tiny_config():
-    """A Qwen3-VL small enough to train on 2 CPU cores (QWEN3VL.md: ~0.6 M parameters)."""
+    """A Qwen3-VL small enough to pretrain single-threaded in a few CPU-minutes (~0.6 M parameters)."""
     from transformers import Qwen3VLConfig
 
     ids = {token: index for index, token in enumerate(SPECIAL_TOKENS)}
@@ -121,6 +121,18 @@ def image_processor_for(model_config, image_size: int):
         size={"shortest_edge": pixels, "longest_edge": pixels},
         image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5],
     )
+
+
+def tiny_pixel_values(images: torch.Tensor, vision_config) -> torch.Tensor:
+    """What image_processor_for gives for sRGB images [B, 3, H, W] in 0..1, without PIL (fast):
+    scaled to -1..1, repeated over the temporal patch, cut into patches in merge-window order."""
+    patch, merge = vision_config.patch_size, vision_config.spatial_merge_size
+    temporal = vision_config.temporal_patch_size
+    batch, channels, height, width = images.shape
+    rows, columns = height // patch, width // patch
+    x = (images * 2.0 - 1.0)[:, None].expand(batch, temporal, channels, height, width)
+    x = x.reshape(batch, temporal, channels, rows // merge, merge, patch, columns // merge, merge, patch)
+    return x.permute(0, 3, 6, 4, 7, 2, 1, 5, 8).reshape(batch * rows * columns, channels * temporal * patch * patch)
 
 
 def freeze(model: torch.nn.Module) -> torch.nn.Module:

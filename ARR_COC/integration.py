@@ -8,7 +8,8 @@ positions (see sequences.py). Modes:
 
 - "train": with the "reinforce" allocator, K tokens sampled from the scores
   (Gumbel top-K) really kept, and the returned loss carries the REINFORCE
-  gradient to the scores; with "straight_through", all N placeholders, each
+  gradient to the scores (self-critical baseline: one more LM pass, without
+  gradient, with the deterministic top-K); with "straight_through", all N placeholders, each
   token scaled by the straight-through top-K mask (attending.py);
 - "select": the K best tokens really kept (evaluation, inference);
 - "random": K random tokens; "all": every token (benchmark baselines).
@@ -64,10 +65,10 @@ class Selector(nn.Module):
     def forward(self, texture: torch.Tensor, tokens: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
         """[B, N] relevance of each merged visual token for this query."""
         grid = texture.shape[2:]
-        tokens = tokens.float()
+        texture, tokens, query = texture.float(), tokens.float(), query.float()
         scores = [self.information(texture, tokens), self.perspectival(texture),
-                  self.participatory(texture, tokens, query.float())]
-        return self.balancer(scores, query.float(), grid)
+                  self.participatory(texture, tokens, query)]
+        return self.balancer(scores, query, grid)
 
 
 @dataclass
@@ -121,8 +122,11 @@ class ARRCOC(nn.Module):
         return torch.stack([embed(torch.tensor(q or [self.template.pad], device=device)).mean(0) for q in questions])
 
     def scores(self, batch: dict, features: VisualFeatures) -> torch.Tensor:
-        texture = texture_map(batch["images"].float(), self.backbone.cell_pixels)
-        return self.selector(texture, features.tokens, self.query_embedding(batch["question_ids"]))
+        """[B, N] selector scores, in fp32 even under bf16 autocast: top-K and the sampling compare
+        small score differences, and training and evaluation must rank tokens alike."""
+        with torch.autocast(features.tokens.device.type, enabled=False):
+            texture = texture_map(batch["images"].float(), self.backbone.cell_pixels)
+            return self.selector(texture, features.tokens, self.query_embedding(batch["question_ids"]))
 
     def kept_tokens(self, scores: torch.Tensor, mode: str, generator: torch.Generator | None = None):
         """(kept indices [B, K'], row scale [B, K'] or None) for a mode."""
@@ -155,21 +159,34 @@ class ARRCOC(nn.Module):
         return {"image": BaseModelOutputWithDeepstackFeatures(
             pooler_output=pick(features.tokens), deepstack_features=[pick(layer) for layer in features.deepstack])}
 
+    def language_model_pass(self, batch: dict, features: VisualFeatures, kept: torch.Tensor,
+                            scale: torch.Tensor | None, device) -> tuple:
+        """(LM output, its inputs) with the kept tokens [B, K] given in raster order."""
+        inputs = sequences.build_batch(self.template, batch["question_ids"], batch.get("answer_ids"),
+                                       kept, features.grid)
+        inputs = {name: value.to(device) for name, value in inputs.items()}
+        output = self.language_vision_model(
+            **inputs, mm_encoder_outputs=self.encoder_outputs(features, kept, scale), use_cache=False)
+        return output, inputs
+
     def forward(self, batch: dict, mode: str = "train", generator: torch.Generator | None = None) -> dict:
         """Loss (answer tokens only), logits, inputs and the kept token indices."""
         features = self.encode_images(batch["pixel_values"], batch["image_grid_thw"])
         scores = self.scores(batch, features)
         kept, scale = self.kept_tokens(scores, mode, generator)
-        inputs = sequences.build_batch(self.template, batch["question_ids"], batch.get("answer_ids"),
-                                       kept, features.grid)
-        inputs = {name: value.to(scores.device) for name, value in inputs.items()}
-        output = self.language_vision_model(
-            **inputs, mm_encoder_outputs=self.encoder_outputs(features, kept, scale), use_cache=False)
+        reinforce = mode == "train" and self.selector.config.allocator == "reinforce"
+        order, kept = kept, kept.sort(dim=1).values  # the LM reads kept tokens in raster order, always
+        output, inputs = self.language_model_pass(batch, features, kept, scale, scores.device)
         loss = output.loss
-        if mode == "train" and self.selector.config.allocator == "reinforce":
-            # Value: the answer loss of the sampled selection; gradient: REINFORCE on the scores.
+        if reinforce:
+            # Value: the answer loss of the sampled selection; gradient: REINFORCE on the scores, with
+            # the loss of the deterministic top-K selection of each sample as its baseline.
+            best = attending.top_k_indices(scores, self.num_visual_tokens)
+            with torch.no_grad():
+                greedy, _ = self.language_model_pass(batch, features, best, None, scores.device)
             loss = loss.detach() + attending.reinforce_surrogate(
-                scores, kept, per_sample_loss(output.logits, inputs["labels"]), self.selector.config.temperature)
+                scores, order, per_sample_loss(output.logits, inputs["labels"]),
+                per_sample_loss(greedy.logits, inputs["labels"]), self.selector.config.temperature)
         selected = attending.top_k_indices(scores, self.num_visual_tokens) if mode == "train" else kept
         return {"loss": loss, "logits": output.logits, "inputs": inputs, "kept": selected,
                 "scores": scores, "grid": features.grid}
@@ -180,6 +197,13 @@ class ARRCOC(nn.Module):
         """Greedy answers (token ids, up to <|im_end|>) with K kept tokens, and the kept indices."""
         features = self.encode_images(batch["pixel_values"], batch["image_grid_thw"])
         kept, _ = self.kept_tokens(self.scores(batch, features), mode if mode != "train" else "select", generator)
+        return self.answer(batch, features, kept, max_new_tokens), kept
+
+    @torch.no_grad()
+    def answer(self, batch: dict, features: VisualFeatures, kept: torch.Tensor,
+               max_new_tokens: int = 8) -> list[list[int]]:
+        """Greedy answers given the kept token indices [B, K'] (any rule: the benchmark's controls too)."""
+        kept = kept.sort(dim=1).values
         inputs = sequences.build_batch(self.template, batch["question_ids"], None, kept, features.grid, "left")
         device = features.tokens.device
         ids, mask, positions = (inputs[k].to(device) for k in ("input_ids", "attention_mask", "position_ids"))
@@ -199,7 +223,7 @@ class ARRCOC(nn.Module):
             ids = torch.cat([ids, next_token[:, None]], dim=1)
             mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
             positions = torch.cat([positions, positions[:, :, -1:] + 1], dim=2)
-        return answers, kept
+        return answers
 
     def export(self, directory: str, provenance: dict | None = None) -> None:
         """Write the selector weights and config (all that load_selector needs besides the backbone).

@@ -21,7 +21,7 @@ SMOKE_TOML = """
 base_model = "tiny"
 dataset = "synthetic"
 image_size = 256
-num_visual_tokens = 4
+num_visual_tokens = 6
 synthetic_train_size = 2048
 synthetic_eval_size = 128
 batch_size = 16
@@ -53,7 +53,7 @@ class TrainConfig:
     synthetic_train_size: int = 4096
     synthetic_eval_size: int = 256
     image_size: int = 256
-    num_visual_tokens: int = 4
+    num_visual_tokens: int = 6
     allocator: str = "reinforce"
     max_question_tokens: int = 48
     max_answer_tokens: int = 8

@@ -32,6 +32,7 @@ COLOURS = {
 BACKGROUND = (20, 20, 24)
 RELEVANT_FRACTION = 0.05  # a cell is relevant when the named shape covers at least 5 % of it
 NUM_OBJECTS = 3           # the square and two distractors
+KINDS = ("square",)       # question kinds (one: see above); the benchmark reports figures per kind
 
 
 def draw_shape(draw: ImageDraw.ImageDraw, shape: str, box: tuple[int, int, int, int], fill) -> None:
@@ -87,11 +88,16 @@ def make_sample(seed: int, index: int, image_size: int, cell_pixels: int, num_ob
         draw_shape(draw, shape, box, COLOURS[colour])
     mask = Image.new("L", (image_size, image_size), 0)
     draw_shape(ImageDraw.Draw(mask), NAMED_SHAPE, boxes[0], 255)
+    everything = Image.new("L", (image_size, image_size), 0)
+    for shape, box in zip(shapes, boxes):
+        draw_shape(ImageDraw.Draw(everything), shape, box, 255)
     return {
         "image": image,
         "question": f"what colour is the {NAMED_SHAPE} ?",
         "answer": colours[0],
+        "kind": KINDS[0],
         "relevant": relevant_cells(np.asarray(mask) > 0, cell_pixels),
+        "objects": relevant_cells(np.asarray(everything) > 0, cell_pixels),
     }
 
 
@@ -99,9 +105,10 @@ def make_single_colour_sample(seed: int, index: int, image_size: int, cell_pixel
     """The whole image one colour: every visual token carries the answer (teaches colour words)."""
     rng = np.random.default_rng([seed, index, 1])
     colour = list(COLOURS)[int(rng.integers(len(COLOURS)))]
+    everything = np.ones((image_size // cell_pixels) ** 2, dtype=bool)
     return {"image": Image.new("RGB", (image_size, image_size), COLOURS[colour]),
-            "question": f"what colour is the {NAMED_SHAPE} ?", "answer": colour,
-            "relevant": np.ones((image_size // cell_pixels) ** 2, dtype=bool)}
+            "question": f"what colour is the {NAMED_SHAPE} ?", "answer": colour, "kind": KINDS[0],
+            "relevant": everything, "objects": everything}
 
 
 def make_curriculum_sample(seed: int, index: int, image_size: int, cell_pixels: int, num_objects: int) -> dict:

@@ -54,10 +54,19 @@ def test_gumbel_top_k_draws_distinct_tokens_at_softmax_frequencies():
     assert all(len(set(row)) == 3 for row in pairs.tolist())
 
 
-def test_reinforce_raises_the_log_probability_of_the_better_sample():
+def test_reinforce_raises_the_log_probability_of_samples_better_than_their_baseline():
     scores = torch.zeros(2, 4, requires_grad=True)
     order = torch.tensor([[0, 1], [2, 3]])
-    surrogate = attending.reinforce_surrogate(scores, order, torch.tensor([0.1, 2.0]))
+    surrogate = attending.reinforce_surrogate(scores, order, torch.tensor([0.1, 2.0]), torch.tensor([0.5, 1.0]))
     assert surrogate.item() == 0.0
     surrogate.backward()
     assert scores.grad[0, 0] < 0 < scores.grad[1, 2], "descending must favour the low-loss sample's tokens"
+
+
+@pytest.mark.parametrize("loss, baseline, sign", [(0.2, 1.0, -1), (1.0, 0.2, 1), (0.7, 0.7, 0)])
+def test_reinforce_at_batch_size_one_follows_the_self_critical_baseline(loss, baseline, sign):
+    """A batch-mean baseline gives no gradient for one sample; the per-sample baseline does."""
+    scores = torch.tensor([[0.3, -0.2, 0.1, 0.0]], requires_grad=True)
+    attending.reinforce_surrogate(scores, torch.tensor([[2, 0]]), torch.tensor([loss]),
+                                  torch.tensor([baseline])).backward()
+    assert torch.sign(scores.grad[0, 2]).item() == sign

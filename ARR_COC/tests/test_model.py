@@ -95,8 +95,8 @@ def test_train_mode_zeroes_the_unkept_tokens(tiny_backbone, tiny_batch):
     rows = model.encoder_outputs(features, kept, scale)["image"]
     nonzero = torch.stack([(r.abs().sum(-1) > 0) for r in rows.pooler_output])
     assert nonzero.sum(dim=1).tolist() == [K] * 3
-    deepstack_nonzero = torch.stack([(r.abs().sum(-1) > 0) for r in rows.deepstack_features[0]])
-    assert torch.equal(nonzero, deepstack_nonzero)
+    for layer in rows.deepstack_features:  # none on the tiny backbone (vision depth 0); Qwen3-VL has three
+        assert torch.equal(nonzero, torch.stack([(r.abs().sum(-1) > 0) for r in layer]))
 
 
 def test_generate_answers_with_k_tokens(model, tiny_batch):
@@ -119,3 +119,48 @@ def test_export_then_load_gives_the_same_scores(model, tiny_batch, tmp_path):
 def test_unknown_mode_is_refused(model, tiny_batch):
     with pytest.raises(ValueError, match="not one of"):
         model(tiny_batch, "everything")
+
+
+def image_cells(output, template) -> list[list[tuple[int, int]]]:
+    """(row, column) of the visual tokens as the LM reads them, per sample."""
+    ids, positions = output["inputs"]["input_ids"], output["inputs"]["position_ids"]
+    cells = []
+    for row in range(ids.shape[0]):
+        image = (ids[row] == template.image_pad).nonzero().flatten()
+        cells.append(list(zip(positions[1, row, image].tolist(), positions[2, row, image].tolist())))
+    return cells
+
+
+@pytest.mark.parametrize("mode", ["train", "select", "random"])
+def test_kept_tokens_reach_the_language_model_in_raster_order(model, tiny_batch, mode):
+    """Training must show the LM what evaluation shows it: the sampled tokens too go in raster order."""
+    model.train(mode == "train")
+    for cells in image_cells(model(tiny_batch, mode, torch.Generator().manual_seed(5)), model.template):
+        assert cells == sorted(cells) and len(set(cells)) == K
+
+
+def test_reinforce_gives_a_gradient_at_batch_size_one(tiny_backbone, tiny_batch):
+    """The self-critical baseline (loss of the deterministic top-K) is not the sample's own loss."""
+    model = build_model(tiny_backbone, K, IMAGE_SIZE, seed=0, allocator="reinforce").train()
+    one = {name: (value[:1] if torch.is_tensor(value) or isinstance(value, list) else value)
+           for name, value in tiny_batch.items()}
+    one["pixel_values"] = tiny_batch["pixel_values"][: len(tiny_batch["pixel_values"]) // 3]
+    model(one, "train", torch.Generator().manual_seed(1))["loss"].backward()
+    gradient = sum(p.grad.abs().sum() for p in model.selector.parameters() if p.grad is not None)
+    assert gradient > 0
+
+
+def test_scores_stay_fp32_under_bf16_autocast(model, tiny_batch):
+    features = model.encode_images(tiny_batch["pixel_values"], tiny_batch["image_grid_thw"])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        scores = model.scores(tiny_batch, features)
+    assert scores.dtype == torch.float32
+    assert torch.equal(scores, model.scores(tiny_batch, features))
+
+
+def test_fast_tiny_patcher_equals_the_image_processor(tiny_backbone, tiny_batch):
+    """Pretraining patches pixels itself (no PIL); it must feed the model exactly what collate does."""
+    from ARR_COC.backbone import tiny_pixel_values
+
+    patched = tiny_pixel_values(tiny_batch["images"], tiny_backbone.config.vision_config)
+    assert torch.equal(patched, tiny_batch["pixel_values"].to(patched.dtype))

@@ -33,3 +33,17 @@ def test_relevant_cell_holds_the_square_in_the_answer_colour_and_distractors_dif
 def test_curriculum_single_colour_images():
     sample = SyntheticVQA(4, 0, IMAGE_SIZE, CELL, objects=lambda index: 0)[2]
     assert {tuple(p) for p in np.asarray(sample["image"]).reshape(-1, 3)} == {COLOURS[sample["answer"]]}
+
+
+def test_object_cells_cover_every_object_and_the_target():
+    """The benchmark's saliency (on_objects) and background controls read these cells."""
+    for index in range(16):
+        sample = SyntheticVQA(16, 5, IMAGE_SIZE, CELL)[index]
+        assert sample["kind"] == "square"
+        assert (sample["objects"] | ~sample["relevant"]).all(), "the target's cell is an object cell"
+        grid = IMAGE_SIZE // CELL
+        for cell in np.flatnonzero(~sample["objects"]):
+            row, column = divmod(int(cell), grid)
+            patch = np.asarray(sample["image"])[row * CELL:(row + 1) * CELL, column * CELL:(column + 1) * CELL]
+            covered = (patch.reshape(-1, 3) != BACKGROUND).any(axis=1).mean()
+            assert covered < 0.05, f"cell {cell} holds {covered:.0%} of an object but is not marked"
