@@ -4,7 +4,7 @@ Each sample reads: <|im_start|>user <|vision_start|> [K image pads]
 <|vision_end|> question <|im_end|> <|im_start|>assistant answer <|im_end|>.
 M-RoPE position ids [3, B, L] are built by hand so that each kept token keeps
 its true (t, h, w) = (s0, s0 + row, s0 + col) and the text after the image
-resumes at s0 + max(H, W), exactly as for the full image (QWEN3VL.md).
+resumes at s0 + max(H, W), exactly as for the full image (docs/architecture.md).
 Labels are the answer and its closing <|im_end|>; everything else is -100.
 """
 

@@ -1,6 +1,6 @@
 """Endpoint parsing, the loopback rule and credentials: one place for each.
 
-Every external endpoint can be overridden (ARCHITECTURE.md decision 7). A
+Every external endpoint can be overridden (docs/architecture.md, decision 7). A
 loopback endpoint is a local test or private server: Google clients then use
 anonymous credentials, and plain HTTP is allowed only there.
 """

@@ -1,6 +1,6 @@
 """The launch plan: everything the launcher will do, decided before it does anything.
 
-`--dry-run` prints this plan; push and submit only read it (ARCHITECTURE.md
+`--dry-run` prints this plan; push and submit only read it (docs/architecture.md,
 decision 6), so what is shown is what happens.
 """
 

@@ -1,7 +1,7 @@
 """Where the Debian packages come from: the host's apt configuration or a setting.
 
 Why: the lock pins packages by pool path and sha256 but never names a mirror
-(ARCHITECTURE.md decision 4), so every machine uses the mirror it is allowed
+(docs/architecture.md, decision 4), so every machine uses the mirror it is allowed
 to reach, and a snapshot archive can be swapped in when the main mirror has
 dropped a superseded version.
 

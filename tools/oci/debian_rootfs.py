@@ -3,7 +3,7 @@
 Why this way: no dpkg, no root, no Docker on the build path; the layer tar is
 written directly from the .deb contents (nothing is extracted to disk), with
 merged /usr, and with the files that maintainer scripts would have made (see
-../../docs/image.md and the shared IMAGE.md). Its bytes depend only on the
+docs/image.md). Its bytes depend only on the
 .debs and this file.
 
     python3 tools/oci/debian_rootfs.py --lock Stack/base/debian.lock.json \

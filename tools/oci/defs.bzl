@@ -1,6 +1,6 @@
 """OCI image rules with rules_oci's public shape, as deterministic Python actions.
 
-Why our own: rules_oci cannot be had here (ARCHITECTURE.md decision 3). The
+Why our own: rules_oci cannot be had here (docs/architecture.md, decision 3). The
 public surface mirrors it so a later switch is mechanical:
 
     oci_image(name, base, tars, entrypoint, cmd, env, workdir, user, labels)

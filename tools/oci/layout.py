@@ -1,7 +1,7 @@
 """Deterministic OCI layers and image layouts, written streaming.
 
 Why this exists: rules_oci cannot be had here, and the image digest is the
-identity of a build (ARCHITECTURE.md decisions 3 and 5). So every byte that
+identity of a build (docs/architecture.md, decisions 3 and 5). So every byte that
 goes into a layer is a function of the declared entries only: sorted paths,
 a fixed mtime, owners per entry, normalised modes, no user/group names, PAX
 format, gzip without name or timestamp through the deflate pinned in the lock

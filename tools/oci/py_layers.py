@@ -1,7 +1,7 @@
 """Split a py_binary's runfiles into the image's Python layer groups.
 
 Why groups: layers are cached and pushed by digest, so files are grouped by
-how often they change (ARCHITECTURE.md decision 3):
+how often they change (docs/architecture.md, decision 3):
 
     1  base (Debian, tools/oci/debian_rootfs.py; not made here)
     2  torch + nvidia-* + triton + cuda-* wheels  (GBs, change on torch bumps)
