@@ -36,7 +36,6 @@ from tools.launch import plan as P
 from tools.launch import vertex
 
 QUEUED = {"JOB_STATE_QUEUED", "JOB_STATE_PENDING"}
-UNTIL = ("submitted", "running", "end")
 MAX_BACKOFF_S = 300.0
 CANCEL_CONFIRM_POLLS = 40
 

@@ -271,15 +271,19 @@ def submit(plan: dict, launch_id: str, client_factory, *, blocked: C.Blocklist |
         client = client_factory(cand.region)
         job = build_job(plan, cand, launch_id, attempt)
 
-        def lookup():
-            return reachable(lambda: find_by_launch_id(client, plan["project"], cand.region, launch_id, attempt),
-                             f"looking up launch id {launch_id}")
-
-        for retry in range(UNCLEAR_RETRIES + 1):
-            if retry and (existing := lookup()) is not None:
+        def found():
+            """This attempt's job if an unclear create made it after all (recorded), else None."""
+            existing = reachable(
+                lambda: find_by_launch_id(client, plan["project"], cand.region, launch_id, attempt),
+                f"looking up launch id {launch_id}")
+            if existing is not None:
                 log(f"launch {launch_id} was submitted after all: {existing.name}")
                 attempts.append(Attempt(cand.region, cand.machine_type, "submitted (found by launch id)",
                                         existing.name))
+            return existing
+
+        for retry in range(UNCLEAR_RETRIES + 1):
+            if retry and (existing := found()) is not None:
                 return existing, cand, attempts
             try:
                 created = client.create_custom_job(parent=parent(plan["project"], cand.region),
@@ -302,10 +306,7 @@ def submit(plan: dict, launch_id: str, client_factory, *, blocked: C.Blocklist |
             log(f"unclear failure in {cand.region} ({code}: {message}); checking launch id {launch_id}")
             time.sleep(backoff * (2**retry))
         else:
-            if (existing := lookup()) is not None:
-                log(f"launch {launch_id} was submitted after all: {existing.name}")
-                attempts.append(Attempt(cand.region, cand.machine_type, "submitted (found by launch id)",
-                                        existing.name))
+            if (existing := found()) is not None:
                 return existing, cand, attempts
             raise SubmitError(f"Vertex in {cand.region} kept failing ({code}: {message}); "
                               f"launch id {launch_id} was not found, nothing was submitted")
