@@ -18,6 +18,7 @@ import json
 import os
 import posixpath
 import sys
+import tempfile
 import time
 
 if __package__ in (None, ""):
@@ -223,16 +224,36 @@ def dpkg_entries(packages: list[tuple[str, dict[str, bytes], list[str]]]) -> lis
     return entries
 
 
-def pyc_entries(fs: Rootfs) -> list[Entry]:
-    """Unchecked-hash bytecode for the standard library (what py3compile
-    would do, but deterministic)."""
-    out = []
+def unpack_usr(fs: Rootfs, dest: str) -> str:
+    """Write the rootfs's usr/ (files, links, folders) under DEST, enough to run its python3.11."""
     for path in sorted(fs.entries):
         entry = fs.entries[path]
-        if entry.kind == FILE and path.startswith(PYTHON_LIB) and path.endswith(".py"):
-            code = pyc.compile_source(entry.data, path)
-            if code is not None:
-                out.append(Entry.file(pyc.pyc_path(path), data=code))
+        if not path.startswith("usr/"):
+            continue
+        target = os.path.join(dest, path)
+        if entry.kind == DIR:
+            os.makedirs(target, exist_ok=True)
+        elif entry.kind == SYMLINK:
+            os.symlink(entry.target, target)
+        else:
+            with open(target, "wb") as f:
+                f.write(entry.data)
+            os.chmod(target, 0o755 if (entry.mode or 0) & 0o111 else 0o644)
+    return dest
+
+
+def pyc_entries(fs: Rootfs) -> list[Entry]:
+    """Unchecked-hash bytecode for the standard library (what py3compile
+    would do, but deterministic), written by the base's own python3.11 when
+    this host can run it."""
+    out = []
+    with tempfile.TemporaryDirectory() as scratch, pyc.compiler(unpack_usr(fs, scratch)) as compiler:
+        for path in sorted(fs.entries):
+            entry = fs.entries[path]
+            if entry.kind == FILE and path.startswith(PYTHON_LIB) and path.endswith(".py"):
+                code = compiler.compile(entry.data, path)
+                if code is not None:
+                    out.append(Entry.file(pyc.pyc_path(path), data=code))
     return out
 
 

@@ -478,3 +478,40 @@ def write_image_layout(out_dir: str, layers: Sequence[LayerInfo], *, entrypoint=
     with open(_os.path.join(out_dir, "oci-layout"), "wb") as f:
         f.write(canonical_json({"imageLayoutVersion": "1.0.0"}))
     return manifest_desc["digest"]
+
+
+@dataclasses.dataclass(frozen=True)
+class LayoutImage:
+    """One image of an OCI image layout, as read back: the one reader every
+    tool and test uses, so the layout's shape is known in one place."""
+    root: str
+    digest: str      # the manifest digest
+    manifest: dict
+    config: dict
+
+    def blob_path(self, digest: str) -> str:
+        return _blob_path(self.root, digest)
+
+    @property
+    def layer_paths(self) -> list[str]:
+        return [self.blob_path(d["digest"]) for d in self.manifest["layers"]]
+
+
+def read_layout(root: str, digest: str | None = None) -> LayoutImage:
+    """The image DIGEST of the layout at ROOT (the first one when None).
+
+    Raises LayerError naming what to fix when ROOT is not a layout or lacks DIGEST."""
+    try:
+        with open(os.path.join(root, "index.json")) as f:
+            manifests = json.load(f)["manifests"]
+    except (OSError, ValueError, KeyError) as e:
+        raise LayerError(f"{root} is not an OCI image layout (index.json: {e})") from None
+    if digest is None and manifests:
+        digest = manifests[0]["digest"]
+    if digest not in {m["digest"] for m in manifests}:
+        raise LayerError(f"{root}/index.json does not list {digest}: a stale digest file? rebuild the image")
+    with open(_blob_path(root, digest), "rb") as f:
+        manifest = json.load(f)
+    with open(_blob_path(root, manifest["config"]["digest"]), "rb") as f:
+        config = json.load(f)
+    return LayoutImage(root, digest, manifest, config)

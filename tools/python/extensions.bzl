@@ -6,6 +6,8 @@ PATH (a venv, so the host interpreter's site-packages never leak into tests);
 bazelisk users provide their own python3.11 on PATH, ideally a venv too.
 """
 
+load(":wheel_hub.bzl", "wheel_hub")
+
 _BUILD = """\
 load("@bazel_tools//tools/python:toolchain.bzl", "py_runtime_pair")
 
@@ -48,3 +50,19 @@ def _host_python_impl(_module_ctx):
     python311(name = "python311")
 
 host_python = module_extension(implementation = _host_python_impl)
+
+def _wheel_hubs_impl(module_ctx):
+    for mod in module_ctx.modules:
+        for hub in mod.tags.hub:
+            wheel_hub(name = hub.name, lock = hub.lock, platforms = hub.platforms, host = hub.host)
+
+wheel_hubs = module_extension(
+    implementation = _wheel_hubs_impl,
+    doc = "A hub whose aliases pick the pip.parse hub of the platform being built for (wheel_hub.bzl).",
+    tag_classes = {"hub": tag_class(attrs = {
+        "name": attr.string(mandatory = True),
+        "lock": attr.label(mandatory = True),
+        "platforms": attr.string_dict(),
+        "host": attr.string(mandatory = True),
+    })},
+)

@@ -8,8 +8,6 @@ import json
 import os
 import tarfile
 
-import pytest
-
 from tools.oci import layout
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -71,7 +69,7 @@ def test_digest_file_is_the_manifest_digest():
 def test_layer_digests_and_diff_ids_match_bytes():
     _, manifest = _manifest("small")
     diff_ids = _config("small")["rootfs"]["diff_ids"]
-    assert len(manifest["layers"]) == len(diff_ids) == 5  # files + groups 2-5
+    assert len(manifest["layers"]) == len(diff_ids) == 5  # files + 4 layer groups
     for desc, diff_id in zip(manifest["layers"], diff_ids):
         with open(_blob("small", desc["digest"]), "rb") as f:
             data = f.read()
@@ -87,21 +85,30 @@ def test_config_settings():
     assert config["Env"] == ["LANG=C.UTF-8", "PYTHONUNBUFFERED=1"]
 
 
-def test_golden_app_listing():
-    with open(_path("golden", "4_app.txt")) as f:
-        golden = f.read()
-    with open(_path("hello_layers", "4_app.txt")) as f:
-        assert f.read() == golden
-
-
-@pytest.mark.parametrize("group", ["2_torch", "5_training"])
-def test_groups_without_files_are_empty(group):
+def _listing(group):
     with open(_path("hello_layers", f"{group}.txt")) as f:
-        assert f.read() == ""
+        return f.read()
+
+
+def test_golden_app_listing():
+    with open(_path("golden", "app.txt")) as f:
+        assert _listing("app") == f.read()
+
+
+def test_a_more_specific_pattern_takes_its_file_out_of_the_catch_all():
+    assert _listing("greeting").split() == [
+        "app/", "app/tools/", "app/tools/oci/", "app/tools/oci/testdata/",
+        "app/tools/oci/testdata/__pycache__/", "app/tools/oci/testdata/__pycache__/greeting.cpython-311.pyc",
+        "app/tools/oci/testdata/greeting.py"]
+    assert "greeting" not in _listing("app")
+
+
+def test_a_group_without_files_is_an_empty_layer():
+    assert _listing("torch") == ""
 
 
 def test_third_party_group_has_the_wheel_in_dist_packages():
-    with open(_path("hello_layers", "3_third_party.txt")) as f:
+    with open(_path("hello_layers", "third_party.txt")) as f:
         names = f.read().split()
     assert "usr/lib/python3/dist-packages/zlib_ng/__init__.py" in names
     assert all(n.startswith("usr/") for n in names)
