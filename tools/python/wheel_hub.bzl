@@ -11,7 +11,7 @@ host hub. This hub's aliases pick among them by `//tools/python:wheel_platform`:
                               declared (so a linux/amd64 host fetches each wheel
                               once), else the host-resolved hub
     "linux/amd64", ...        that platform's hub; image rules set it on their
-                              binary (a transition in tools/oci/private)
+                              binary (a transition in tools/oci/private/py_image_layers.bzl)
 
 Repositories are fetched lazily, so a hub nobody selects downloads nothing.
 """
