@@ -17,19 +17,22 @@ import sys
 if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from tools.oci.image import read_base
+from tools.oci.layout import read_layout
 
 
 def summarize(layout_dir):
     """Digests and sizes of the one image in an OCI layout."""
-    with open(os.path.join(layout_dir, "index.json")) as f:
-        manifest = json.load(f)["manifests"][0]
-    layers, config = read_base(layout_dir)
+    image = read_layout(layout_dir)
     return {
-        "manifest": manifest["digest"],
-        "config_diff_ids": config["rootfs"]["diff_ids"],
-        "layers": [{"digest": layer.digest, "size": layer.size} for layer in layers],
+        "manifest": image.digest,
+        "config_diff_ids": image.config["rootfs"]["diff_ids"],
+        "layers": [{"digest": d["digest"], "size": d["size"]} for d in image.manifest["layers"]],
     }
+
+
+def _from_caller(path):
+    """Paths as the caller typed them: `bazel run` starts tools in their runfiles folder."""
+    return os.path.join(os.environ.get("BUILD_WORKING_DIRECTORY", ""), path)
 
 
 def compare(before, after):
@@ -57,10 +60,10 @@ def main(argv=None):
                       help="a layer index that must change (repeat); all others must not")
     args = parser.parse_args(argv)
     if args.command == "summary":
-        json.dump(summarize(args.layout), sys.stdout, indent=1)
+        json.dump(summarize(_from_caller(args.layout)), sys.stdout, indent=1)
         print()
         return 0
-    with open(args.before) as b, open(args.after) as a:
+    with open(_from_caller(args.before)) as b, open(_from_caller(args.after)) as a:
         result = compare(json.load(b), json.load(a))
     share = result["changed_bytes"] / result["total_bytes"] if result["total_bytes"] else 0.0
     print(json.dumps(dict(result, changed_share=round(share, 6))))
