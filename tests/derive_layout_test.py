@@ -9,7 +9,7 @@ import tarfile
 import pytest
 
 from tests.support import derive_layout
-from tools.oci import image, layout
+from tools.oci import assemble, layout
 
 SETTINGS = dict(entrypoint=["/usr/bin/python3", "-m", "app.main"], cmd=["--config", "c.toml"],
                 env={"PYTHONPATH": "/app", "LANG": "C.UTF-8"}, workdir="/app", user="65532:65532",
@@ -56,8 +56,8 @@ def test_one_file_change_rebuilds_only_that_layer(src, tmp_path):
     out = str(tmp_path / "changed")
     new_digest, path = derive_layout.one_file_change(src_dir, out, 2)
     assert path == "app/a.py" and new_digest != digest
-    old_layers, old_config = image.read_base(src_dir)
-    new_layers, new_config = image.read_base(out)
+    old_layers, old_config = assemble.read_base(src_dir)
+    new_layers, new_config = assemble.read_base(out)
     changed = [i for i, (a, b) in enumerate(zip(old_layers, new_layers)) if a.digest != b.digest]
     assert changed == [2]
     assert new_config["config"] == old_config["config"]  # settings kept

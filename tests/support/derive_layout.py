@@ -4,7 +4,7 @@ For the re-push benchmark on the real image: rebuild only that layer (its
 entries read back from its own tar, written again by tools/oci's
 `write_layer`), reuse every other blob (small ones copied, big ones
 hardlinked: the 2.8 GB torch layer is never copied), and write the image with
-the source image's settings, the way tools/oci/image.py builds over a base.
+the source image's settings, the way tools/oci/assemble.py builds over a base.
 With no change the result is byte-identical to the source (same digest).
 
 The rebuilt layer is held in memory: meant for small layers (the ARR_COC one).
@@ -16,7 +16,7 @@ import os
 import shutil
 import tarfile
 
-from tools.oci import image, layout
+from tools.oci import assemble, layout
 
 COPY_BELOW = 1 << 20  # blobs smaller than this are copied, bigger ones hardlinked
 
@@ -51,7 +51,7 @@ def derive(src_dir: str, out_dir: str, layer_index: int, replace: dict[str, byte
     """Writes OUT_DIR (and OUT_DIR.digest): SRC_DIR's image with the files in
     REPLACE (layer path -> new bytes, each must exist in that layer) changed in
     layer LAYER_INDEX. Returns the new manifest digest."""
-    layers, config = image.read_base(src_dir)
+    layers, config = assemble.read_base(src_dir)
     target = layers[layer_index]
     entries = read_entries(target.path)
     missing = set(replace) - {e.path for e in entries if e.kind == layout.FILE}
@@ -77,7 +77,7 @@ def derive(src_dir: str, out_dir: str, layer_index: int, replace: dict[str, byte
             dst = os.path.join(blobs, l.digest.split(":", 1)[1])
             _place(l.path, dst, l.size)
             new_layers.append(layout.LayerInfo(dst, l.digest, l.diff_id, l.size, l.media_type))
-    settings = image.merge_settings(config, {})
+    settings = assemble.merge_settings(config, {})
     digest = layout.write_image_layout(out_dir, new_layers, tag=_tag(src_dir),
                                        created=config.get("created", layout.FIXED_CREATED), **settings)
     with open(out_dir + ".digest", "w") as f:
@@ -97,7 +97,7 @@ def one_file_change(src_dir: str, out_dir: str, layer_index: int,
                     suffix: bytes = b"\n# one-file change (bench_push)\n") -> tuple[str, str]:
     """derive() with the layer's first non-bytecode regular file (by path)
     given SUFFIX at its end. Returns (new digest, the changed path)."""
-    layers, _ = image.read_base(src_dir)
+    layers, _ = assemble.read_base(src_dir)
     files = {e.path: e.data for e in read_entries(layers[layer_index].path)
              if e.kind == layout.FILE and not e.path.endswith((".pyc", ".pyo"))}
     if not files:

@@ -7,8 +7,7 @@ pinned by name, version, pool path (the Packages `Filename`) and sha256 in
 lock goes stale after a security update: rerun this tool (or point
 ARR_DEBIAN_MIRROR at a snapshot archive that still has the locked versions).
 
-    tools/bazel run //Stack/base:debian_lock.update        # rewrites the lock
-    python3 tools/oci/deb_lock.py --out Stack/base/debian.lock.json
+    tools/bazel run //Stack/base:debian_lock.update        # rewrites the lock (the one way)
 
 The index chain is verified: InRelease (gpgv against the Debian archive
 keyring, when gpgv and the keyring exist) -> Packages.xz sha256 -> each

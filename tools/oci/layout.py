@@ -425,12 +425,19 @@ def _write_blob(out_dir: str, data: bytes) -> dict:
     return {"digest": digest, "size": len(data)}
 
 
+BLOB_MODES = ("symlink", "link", "move", "copy")
+
+
 def place_blob(src: str, dst: str, mode: str = "link") -> None:
-    """Put a layer into the layout without storing it twice: hardlink (or
-    move) where the filesystem allows, copy only as the last resort."""
-    if os.path.exists(dst):
+    """Put a layer into the layout without storing it twice: an absolute
+    symlink to the file (symlink), a hardlink (link) or a move where the
+    filesystem allows, a copy only as the last resort."""
+    if os.path.lexists(dst):
         return
     real = os.path.realpath(src)
+    if mode == "symlink":
+        os.symlink(real, dst)
+        return
     if mode == "move":
         try:
             os.replace(real, dst)
@@ -496,9 +503,16 @@ class LayoutImage:
     def layer_paths(self) -> list[str]:
         return [self.blob_path(d["digest"]) for d in self.manifest["layers"]]
 
+    @property
+    def layers(self) -> list[LayerInfo]:
+        """Each layer's blob path, digest, diff_id, size and media type."""
+        return [LayerInfo(self.blob_path(d["digest"]), d["digest"], diff_id, d["size"], d["mediaType"])
+                for d, diff_id in zip(self.manifest["layers"], self.config["rootfs"]["diff_ids"])]
 
-def read_layout(root: str, digest: str | None = None) -> LayoutImage:
-    """The image DIGEST of the layout at ROOT (the first one when None).
+
+def read_layout(root: str, digest: str | None = None, *, only: bool = False) -> LayoutImage:
+    """The image DIGEST of the layout at ROOT (the first one when None; with
+    ONLY, the layout must hold exactly one image).
 
     Raises LayerError naming what to fix when ROOT is not a layout or lacks DIGEST."""
     try:
@@ -506,6 +520,8 @@ def read_layout(root: str, digest: str | None = None) -> LayoutImage:
             manifests = json.load(f)["manifests"]
     except (OSError, ValueError, KeyError) as e:
         raise LayerError(f"{root} is not an OCI image layout (index.json: {e})") from None
+    if only and len(manifests) != 1:
+        raise LayerError(f"{root}: expected one image manifest, found {len(manifests)}")
     if digest is None and manifests:
         digest = manifests[0]["digest"]
     if digest not in {m["digest"] for m in manifests}:

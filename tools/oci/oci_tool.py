@@ -1,10 +1,9 @@
 """One executable for every OCI action, so Bazel builds one py_binary tool.
 
-    oci_tool image ...          tools/oci/image.py
+    oci_tool image ...          tools/oci/assemble.py
     oci_tool layer ...          a layer of plain files (oci_layer)
     oci_tool py_layers ...      tools/oci/py_layers.py
     oci_tool debian_rootfs ...  tools/oci/debian_rootfs.py
-    oci_tool deb_lock ...       tools/oci/deb_lock.py
 """
 
 import os
@@ -13,7 +12,7 @@ import sys
 if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from tools.oci import deb_lock, debian_rootfs, image, layout, py_layers
+from tools.oci import assemble, debian_rootfs, layout, py_layers
 
 
 def layer_main(argv) -> int:
@@ -34,11 +33,10 @@ def layer_main(argv) -> int:
     return 0
 
 COMMANDS = {
-    "image": image.main,
+    "image": assemble.main,
     "layer": layer_main,
     "py_layers": py_layers.main,
     "debian_rootfs": debian_rootfs.main,
-    "deb_lock": deb_lock.main,
 }
 
 

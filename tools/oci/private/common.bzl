@@ -6,9 +6,10 @@ TOOL = "//tools/oci:oci_tool"
 # them both ways for nothing; results stay cacheable.
 LAYER_EXEC = {"no-remote-exec": "1"}
 
-# The image action hardlinks layer blobs into the layout, which only works on
-# the machine that has them.
-IMAGE_EXEC = {"no-remote": "1"}
+# The image action links layer blobs into the layout by absolute symlinks to
+# this output base's files: meaningful only here, so never cached or remote
+# (it is cheap: sidecars, config, manifest, links).
+IMAGE_EXEC = {"no-cache": "1", "no-remote": "1"}
 
 def split_platform(platform):
     """"linux/amd64" -> ("linux", "amd64"); anything else fails naming the form."""

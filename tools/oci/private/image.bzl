@@ -43,6 +43,10 @@ def _oci_image_impl(ctx):
         inputs.append(base)
     args.add("--out", layout.path)
     args.add("--digest-out", digest)
+    # Layer blobs enter the layout as symlinks to the layer outputs: a hard
+    # link would change each blob's inode (its ctime), and Bazel would then
+    # re-hash the whole 3 GB tree after every one-line edit.
+    args.add("--blob-mode", "symlink")
     ctx.actions.run(
         executable = ctx.executable._tool,
         arguments = [args],

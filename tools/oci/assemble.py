@@ -1,9 +1,9 @@
 """Assemble an OCI image layout from a base image and layers (the action
 behind `oci_image`), write its `.digest`, and optionally a single-file tar.
 
-    python3 tools/oci/image.py --config config.json --layer a.tar.gz ... \
+    python3 tools/oci/assemble.py --config config.json --layer a.tar.gz ... \
         [--base BASE_LAYOUT_DIR] --out LAYOUT_DIR --digest-out X.digest
-    python3 tools/oci/image.py --tar LAYOUT_DIR --out X.tar
+    python3 tools/oci/assemble.py --tar LAYOUT_DIR --out X.tar
 
 config.json holds the image settings (entrypoint, cmd, env, workdir, user,
 labels, architecture, os) as written by tools/oci/defs.bzl. A setting that is
@@ -25,26 +25,10 @@ from tools.oci.layout import Entry, LayerInfo
 SETTING_KEYS = {"entrypoint": "Entrypoint", "cmd": "Cmd", "workdir": "WorkingDir", "user": "User"}
 
 
-def _read_blob(layout_dir: str, digest: str) -> bytes:
-    with open(os.path.join(layout_dir, "blobs", *digest.split(":", 1)), "rb") as f:
-        return f.read()
-
-
 def read_base(layout_dir: str) -> tuple[list[LayerInfo], dict]:
     """(layers, config) of the single image in an OCI layout."""
-    with open(os.path.join(layout_dir, "index.json")) as f:
-        index = json.load(f)
-    if len(index["manifests"]) != 1:
-        raise ValueError(f"{layout_dir}: expected one manifest, found {len(index['manifests'])}")
-    manifest = json.loads(_read_blob(layout_dir, index["manifests"][0]["digest"]))
-    config = json.loads(_read_blob(layout_dir, manifest["config"]["digest"]))
-    diff_ids = config["rootfs"]["diff_ids"]
-    layers = [
-        LayerInfo(os.path.join(layout_dir, "blobs", *d["digest"].split(":", 1)), d["digest"],
-                  diff_id, d["size"], d["mediaType"])
-        for d, diff_id in zip(manifest["layers"], diff_ids)
-    ]
-    return layers, config
+    base = layout.read_layout(layout_dir, only=True)
+    return base.layers, base.config
 
 
 def _env_dict(env) -> dict[str, str]:
@@ -73,11 +57,13 @@ def merge_settings(base_config: dict | None, settings: dict) -> dict:
     return merged
 
 
-def build(settings: dict, layer_paths: list[str], out_dir: str, base: str | None = None) -> str:
+def build(settings: dict, layer_paths: list[str], out_dir: str, base: str | None = None,
+          blob_mode: str = "link") -> str:
     base_layers, base_config = read_base(base) if base else ([], None)
     layers = base_layers + [layout.describe_blob(p) for p in layer_paths]
     merged = merge_settings(base_config, settings)
-    return layout.write_image_layout(out_dir, layers, tag=settings.get("tag", "latest"), **merged)
+    return layout.write_image_layout(out_dir, layers, tag=settings.get("tag", "latest"), blob_mode=blob_mode,
+                                     **merged)
 
 
 def layout_tar(layout_dir: str, out_path: str) -> None:
@@ -101,13 +87,15 @@ def main(argv=None) -> int:
     parser.add_argument("--out", required=True)
     parser.add_argument("--digest-out")
     parser.add_argument("--tar", help="layout dir to archive into --out")
+    parser.add_argument("--blob-mode", choices=layout.BLOB_MODES, default="link",
+                        help="how layer blobs enter the layout (symlink: no new inode for Bazel to re-hash)")
     args = parser.parse_args(argv)
     if args.tar:
         layout_tar(args.tar, args.out)
         return 0
     with open(args.config) as f:
         settings = json.load(f)
-    digest = build(settings, args.layer, args.out, args.base)
+    digest = build(settings, args.layer, args.out, args.base, args.blob_mode)
     if args.digest_out:
         with open(args.digest_out, "w") as f:
             f.write(digest + "\n")

@@ -7,7 +7,7 @@ import tarfile
 
 import pytest
 
-from tools.oci import image, layout
+from tools.oci import assemble, layout
 from tools.oci.layout import Entry
 
 
@@ -35,14 +35,14 @@ def _app_layer(tmp_path, text=b"a"):
 def test_merge_settings(settings, expected):
     base = {"architecture": "amd64", "os": "linux",
             "config": {"WorkingDir": "/", "User": "0", "Env": ["PATH=/usr/bin", "A=base"]}}
-    merged = image.merge_settings(base, settings)
+    merged = assemble.merge_settings(base, settings)
     for key, value in expected.items():
         assert merged[key] == value
 
 
 def test_image_extends_base_layers(tmp_path):
     base = _base(tmp_path)
-    digest = image.build({"workdir": "/app", "cmd": ["run"]}, [_app_layer(tmp_path)], tmp_path / "img", str(base))
+    digest = assemble.build({"workdir": "/app", "cmd": ["run"]}, [_app_layer(tmp_path)], tmp_path / "img", str(base))
     index = json.loads((tmp_path / "img/index.json").read_text())
     assert index["manifests"][0]["digest"] == digest
     manifest = json.loads((tmp_path / "img/blobs/sha256" / digest[7:]).read_text())
@@ -58,17 +58,17 @@ def test_image_extends_base_layers(tmp_path):
 
 def test_changing_one_layer_changes_digest_but_not_other_blobs(tmp_path):
     base = str(_base(tmp_path))
-    d1 = image.build({}, [_app_layer(tmp_path, b"a")], tmp_path / "one", base)
-    d2 = image.build({}, [_app_layer(tmp_path, b"b")], tmp_path / "two", base)
+    d1 = assemble.build({}, [_app_layer(tmp_path, b"a")], tmp_path / "one", base)
+    d2 = assemble.build({}, [_app_layer(tmp_path, b"b")], tmp_path / "two", base)
     assert d1 != d2
     shared = set(os.listdir(tmp_path / "one/blobs/sha256")) & set(os.listdir(tmp_path / "two/blobs/sha256"))
     assert len(shared) == 1  # the base layer; config, manifest and app layer differ
 
 
 def test_layout_tar_is_deterministic(tmp_path):
-    image.build({}, [_app_layer(tmp_path)], tmp_path / "img", str(_base(tmp_path)))
-    image.layout_tar(tmp_path / "img", tmp_path / "1.tar")
-    image.layout_tar(tmp_path / "img", tmp_path / "2.tar")
+    assemble.build({}, [_app_layer(tmp_path)], tmp_path / "img", str(_base(tmp_path)))
+    assemble.layout_tar(tmp_path / "img", tmp_path / "1.tar")
+    assemble.layout_tar(tmp_path / "img", tmp_path / "2.tar")
     assert (tmp_path / "1.tar").read_bytes() == (tmp_path / "2.tar").read_bytes()
     with tarfile.open(tmp_path / "1.tar") as tar:
         names = tar.getnames()
@@ -78,7 +78,7 @@ def test_layout_tar_is_deterministic(tmp_path):
 
 def test_cli_writes_digest_file(tmp_path):
     (tmp_path / "c.json").write_text(json.dumps({"entrypoint": ["/x"], "env": {"A": "1"}}))
-    rc = image.main(["--config", str(tmp_path / "c.json"), "--layer", _app_layer(tmp_path),
+    rc = assemble.main(["--config", str(tmp_path / "c.json"), "--layer", _app_layer(tmp_path),
                      "--out", str(tmp_path / "img"), "--digest-out", str(tmp_path / "d")])
     digest = (tmp_path / "d").read_text()
     assert rc == 0 and digest.startswith("sha256:") and digest.endswith("\n") and len(digest) == 72
