@@ -16,6 +16,8 @@ import os
 import pathlib
 import tempfile
 
+from tools.launch.errors import WatchLocked
+
 KEEP = 50
 
 
@@ -73,10 +75,6 @@ def update(path: pathlib.Path, launch_id: str, **fields) -> dict:
         record.update(fields)
         save(path, launches)
         return dict(record)
-
-
-class WatchLocked(RuntimeError):
-    """Another launcher process is already watching this launch."""
 
 
 @contextlib.contextmanager
