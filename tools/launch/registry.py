@@ -662,7 +662,7 @@ def artifact_registry_auth(credentials) -> BasicAuth:
     return BasicAuth("oauth2accesstoken", credentials.token)
 
 
-def auth_from_env(env=os.environ) -> BasicAuth | None:
+def auth_from_env(environ=os.environ) -> BasicAuth | None:
     """Registry credentials for non-Google registries, from the environment (never argv)."""
-    user, password = env.get("ARR_REGISTRY_USER"), env.get("ARR_REGISTRY_PASSWORD")
+    user, password = environ.get("ARR_REGISTRY_USER"), environ.get("ARR_REGISTRY_PASSWORD")
     return BasicAuth(user, password) if user and password is not None else None
