@@ -24,7 +24,7 @@ def invocation(*argv):
         (["--run-name", "smoke-2"], ["--output-dir", "arr_coc_runs/smoke-2"], {}),
         (["--env", "LEARNING_RATE=1e-3,SEED=7"], [], {"LEARNING_RATE": "1e-3", "SEED": "7"}),
         (["--env", "SEED=1", "--env", "SEED=2"], [], {"SEED": "2"}),  # last one wins
-        # cloud flags change nothing locally; launch.toml's Vertex [env] is not passed
+        # cloud flags change nothing locally
         (["--gpu", "H100", "--region", "us-east4", "--project", "p"], [], {}),
     ],
 )
