@@ -15,6 +15,9 @@ import pytest
 
 RUNFILES = pathlib.Path.cwd().parent  # the test runs in <runfiles>/_main
 MAIN = pathlib.Path.cwd()
+# What it reads exists only under `bazel test` (plain pytest would read the source tree).
+pytestmark = pytest.mark.skipif("TEST_SRCDIR" not in os.environ,
+                                reason="reads //tools/launch:launch's runfiles: run it with tools/bazel test")
 
 
 def repositories() -> list[str]:

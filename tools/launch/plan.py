@@ -12,6 +12,7 @@ import dataclasses
 import datetime
 import re
 import types
+from collections.abc import Mapping
 
 from tools.launch import bucket as B
 from tools.launch import candidates as C
@@ -94,18 +95,19 @@ class Plan:
     quota_checked: bool
     run_name: str
     bucket: str
-    bucket_location: dict  # BucketRule.as_json()
+    bucket_location: Mapping[str, object]  # BucketRule.as_json()
     base_output_dir: str
     service_account: str | None
     timeout_s: int
     max_wait_s: int
-    env: types.MappingProxyType  # hyperparameters -> job environment
-    secrets: types.MappingProxyType  # ENV -> Secret Manager reference; values never enter the plan
+    env: Mapping[str, str]  # --env overrides -> job environment (hyperparameters live in the training config)
+    secrets: Mapping[str, str]  # ENV -> Secret Manager reference; values never enter the plan
     git_commit: str | None
     git_dirty: bool
     candidates: tuple[C.Candidate, ...]  # ranked, kept ones first
 
     def __post_init__(self):
+        """Read-only views of the mappings and a tuple of candidates: the whole plan is immutable."""
         for name in ("env", "secrets", "bucket_location"):
             object.__setattr__(self, name, types.MappingProxyType(dict(getattr(self, name))))
         object.__setattr__(self, "candidates", tuple(self.candidates))
