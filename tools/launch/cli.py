@@ -107,7 +107,7 @@ def launch_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true",
                    help="print the plan and supervision policy as JSON; push and submit nothing")
     p.add_argument("--local", action="store_true",
-                   help="run the training entry point here with its embedded smoke config "
+                   help="run //ARR_COC/Training:train here through Bazel with its embedded smoke config "
                    "(no image needed; --dry-run shows what would run)")
     p.add_argument("--run-name", help="run name (relaunching the same name resumes its checkpoints)")
     p.add_argument("--force", action="store_true", help="submit even if a job of this run name is active")
