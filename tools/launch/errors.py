@@ -59,10 +59,6 @@ class SubmitError(LaunchError):
     """Submission failed for a reason failover cannot fix; says what was tried."""
 
 
-class StateError(LaunchError):
-    """The launch state file cannot be used as it is; says which file and what to do."""
-
-
 class WatchLocked(LaunchError):
     """Another launcher process is already watching this launch."""
 
