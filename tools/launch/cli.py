@@ -25,10 +25,14 @@ import signal
 import sys
 import time
 import uuid
+from typing import TYPE_CHECKING
 
 from tools.launch import config as CFG
 from tools.launch.endpoints import Endpoints
 from tools.launch.errors import EXIT_BAD_INPUT, EXIT_FAILED, LaunchError
+
+if TYPE_CHECKING:  # plan.py imports the tables: loaded only by the commands that plan
+    from tools.launch.plan import Plan
 
 SUBCOMMANDS = ("status", "cancel", "recent", "watch", "logs")
 EXIT_OK, EXIT_DETACHED = 0, 130  # 1 and 2 live in errors.py with the errors that carry them
@@ -295,7 +299,7 @@ def cmd_launch(args, eps: Endpoints) -> int:
     return submit_and_supervise(plan, policy, args, eps)
 
 
-def registry_auth(plan):
+def registry_auth(plan: Plan):
     """Push credentials: ARR_REGISTRY_USER/PASSWORD, else ADC for Artifact Registry, else none."""
     from tools.launch import endpoints, registry
 
@@ -305,7 +309,7 @@ def registry_auth(plan):
     return auth
 
 
-def push(plan, args, auth):
+def push(plan: Plan, args, auth):
     from tools.launch import registry
 
     return registry.push_layout(plan.registry, plan.repository, plan.layout_dir, plan.digest,
@@ -353,7 +357,7 @@ def _hangup_detaches() -> None:
         signal.signal(signal.SIGHUP, handler)
 
 
-def _supervisor(plan, policy, launch_id: str, path: pathlib.Path, record: dict, eps: Endpoints):
+def _supervisor(plan: Plan, policy, launch_id: str, path: pathlib.Path, record: dict, eps: Endpoints):
     from tools.launch import candidates as C
     from tools.launch import cloud_logs, supervise
 
@@ -386,7 +390,7 @@ def _supervise(run, launch_id: str, store: _Store) -> int:
     return result.code
 
 
-def submit_and_supervise(plan, policy, args, eps: Endpoints) -> int:
+def submit_and_supervise(plan: Plan, policy, args, eps: Endpoints) -> int:
     """Creates the job (or adopts this launch id's), then watches it as POLICY says."""
     from tools.launch import state, supervise, vertex
 

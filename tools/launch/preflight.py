@@ -16,9 +16,13 @@ private setup must never reach Google by accident):
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
 from tools.launch import endpoints
 from tools.launch.errors import PreflightError
+
+if TYPE_CHECKING:
+    from tools.launch.plan import Plan
 
 OK, MISSING, UNCHECKED = "ok", "missing", "not checked"
 STORAGE_DEFAULT = "https://storage.googleapis.com"
@@ -34,7 +38,7 @@ class Finding:
     detail: str
 
 
-def commands(plan) -> dict:
+def commands(plan: Plan) -> dict:
     """The gcloud command that creates each thing the job needs (one place for them)."""
     p, r = plan.project, plan.region
     out = {
@@ -63,7 +67,7 @@ def ar_location(registry_base: str) -> str:
 # -- the checks ---------------------------------------------------------------
 
 
-def check_repository(plan, auth) -> Finding:
+def check_repository(plan: Plan, auth) -> Finding:
     from tools.launch import registry
 
     unknown = registry.missing_repository(plan.registry, plan.repository, auth=auth)
@@ -98,7 +102,7 @@ def lookup_bucket(project: str, bucket: str, endpoint: str):
         raise PreflightError(f"storage API {endpoint} unreachable: {type(e).__name__}: {e}") from None
 
 
-def check_bucket(plan, endpoint: str) -> Finding:
+def check_bucket(plan: Plan, endpoint: str) -> Finding:
     bucket = f"gs://{plan.bucket}"
     found = lookup_bucket(plan.project, plan.bucket, endpoint)
     if found is None:
@@ -124,7 +128,7 @@ def bucket_location(project: str, bucket: str, eps: endpoints.Endpoints) -> tupl
     return found.location, found.location_type
 
 
-def check_service_account(plan, endpoint: str) -> Finding:
+def check_service_account(plan: Plan, endpoint: str) -> Finding:
     """GET v1/projects/P/serviceAccounts/EMAIL on the IAM API (200: exists, 404: missing)."""
     import google.auth.transport.requests
     import requests
@@ -145,7 +149,7 @@ def check_service_account(plan, endpoint: str) -> Finding:
     raise PreflightError(f"IAM API {endpoint}: HTTP {resp.status_code} for {email}: {resp.text[:200]}")
 
 
-def run(plan, eps: endpoints.Endpoints, auth) -> list[Finding]:
+def run(plan: Plan, eps: endpoints.Endpoints, auth) -> list[Finding]:
     """Every check that may run here; the others come back as UNCHECKED with why."""
     findings = [check_repository(plan, auth)]
     storage = storage_endpoint(eps)
@@ -157,7 +161,7 @@ def run(plan, eps: endpoints.Endpoints, auth) -> list[Finding]:
     return findings
 
 
-def report(plan, findings: list[Finding]) -> list[str]:
+def report(plan: Plan, findings: list[Finding]) -> list[str]:
     """Log lines; raises PreflightError listing each missing thing and its create command."""
     cmds = commands(plan)
     lines, missing = [], []
