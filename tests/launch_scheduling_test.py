@@ -6,7 +6,6 @@ by the real `storage.Client` from the fake's GET storage/v1/b/BUCKET and
 given to the planner, which keeps a single-region bucket's job in its region.
 """
 
-import argparse
 import json
 
 import pytest
@@ -14,6 +13,7 @@ import pytest
 from tests.support import fake_google
 from tools.launch import cli
 from tools.launch import config as CFG
+from tools.launch import endpoints as E
 from tools.launch import plan as P
 from tools.launch import preflight as PF
 
@@ -83,16 +83,16 @@ def test_flex_start_refusals_say_what_to_change(capsys, google, image, extra, me
     assert google.creates == []
 
 
-def _args(google, storage=True):
-    return argparse.Namespace(registry="http://127.0.0.1:1/team", vertex_endpoint=google.url,
-                              quota_endpoint=None, storage_endpoint=google.url if storage else None)
+def _endpoints(google, storage=True):
+    return E.Endpoints(registry="http://127.0.0.1:1/team", vertex=google.url,
+                       storage=google.url if storage else None)
 
 
 def _plan(image, location):
     layout, _ = image
     cfg = CFG.load(overrides={"project": "proj", "gpu_preference": ["L4", "T4"], "regions": REGIONS})
     return P.make(cfg, layout, layout + ".digest", None, git=("0" * 40, False),
-                  bucket_location=location)
+                  bucket_location=location).to_json()
 
 
 @pytest.mark.parametrize(
@@ -106,7 +106,7 @@ def _plan(image, location):
 )
 def test_bucket_location_from_storage_restricts_the_plan(google, image, metadata, kept_regions):
     google.bucket_locations["proj-arr-coc"] = metadata
-    location = PF.bucket_location("proj", P.bucket_name({"bucket": "", "project": "proj"}), _args(google))
+    location = PF.bucket_location("proj", P.bucket_name({"bucket": "", "project": "proj"}), _endpoints(google))
     assert location == metadata and ("GET", "/storage/v1/b/proj-arr-coc") in google.requests
     plan = _plan(image, location)
     assert {c["region"] for c in plan["candidates"] if c["kept"]} == kept_regions
@@ -127,7 +127,7 @@ def test_bucket_location_from_storage_restricts_the_plan(google, image, metadata
 def test_unknown_bucket_location_allows_every_region(google, image, storage, bucket_exists):
     if not bucket_exists:
         google.buckets.clear()
-    location = PF.bucket_location("proj", "proj-arr-coc", _args(google, storage))
+    location = PF.bucket_location("proj", "proj-arr-coc", _endpoints(google, storage))
     assert location == (None, None)
     assert (("GET", "/storage/v1/b/proj-arr-coc") in google.requests) is storage
     plan = _plan(image, location)

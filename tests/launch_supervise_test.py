@@ -213,6 +213,20 @@ def test_watch_reattaches_with_the_same_policy(capsys, google, layout, registry,
     assert len(result["attempts"]) == 2 and "re-attached" in err
 
 
+def test_watch_reads_a_record_written_by_an_older_launcher(capsys, google, layout, registry, state_file):
+    """Older records kept vertex_endpoint/logging_endpoint/private instead of one endpoints object."""
+    google.scenarios[FIRST] = ["JOB_STATE_QUEUED", "JOB_STATE_RUNNING"]
+    code, result, err = launch(capsys, google, layout, registry, "--detach", "--run-name", "old1")
+    assert code == 0, err
+    records = state.load(state_file)
+    endpoints = records[-1].pop("endpoints")
+    records[-1].update(vertex_endpoint=endpoints["vertex"], logging_endpoint=endpoints["logging"], private=True)
+    state.save(state_file, records)
+    assert cli.main(["watch", "old1", "--poll-s", "0.02"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out.strip().splitlines()[-1])["state"] == "JOB_STATE_RUNNING", err
+
+
 def test_one_watcher_per_launch(capsys, google, layout, registry, state_file):
     google.scenarios[FIRST] = ["JOB_STATE_QUEUED"]
     code, result, _ = launch(capsys, google, layout, registry, "--detach", "--run-name", "lk")

@@ -95,14 +95,6 @@ def test_chunked_upload_with_relative_locations(registry, image, tmp_path):
     assert_landed(f"{registry.host}/arr-trainer", digest, tmp_path)
 
 
-def test_cross_repository_mount(registry, image):
-    layout, digest = image
-    push(registry.url + "/a", layout, digest)
-    report = R.push_layout(registry.url, "b/arr-trainer", layout, digest, progress=False,
-                           mount_from="a/arr-trainer")
-    assert (report.blobs_mounted, report.blobs_uploaded) == (4, 0)
-
-
 @pytest.mark.parametrize(
     "rules",
     [

@@ -87,8 +87,7 @@ def main(argv: list[str] | None = None) -> int:
 
     command = [sys.executable, "-m", "accelerate.commands.launch", *args.as_flags(), train.__file__, *argv]
     print(json.dumps({"event": "launch", "accelerate": args.as_flags()}), flush=True)
-    os.execv(sys.executable, command)
-    return 0
+    os.execv(sys.executable, command)  # replaces this process: nothing after it runs
 
 
 if __name__ == "__main__":

@@ -7,21 +7,18 @@
 # Paths that Bazel prints (workspace, output root) are mounted at the same
 # absolute paths as on the host, so bazel-bin links resolve there too.
 #
-# Usage: enter.sh ROOT WORKSPACE OUTPUT_USER_ROOT CACHE CWD N VAR=VALUE... BAZEL_ARGS...
+# The caller's environment arrives inherited, never as arguments (a password
+# would show in `ps`); only the variables tools/environment.txt declares
+# `passed` reach Bazel (tools/bazel-root/passed_env.sh).
+#
+# Usage: enter.sh ROOT WORKSPACE OUTPUT_USER_ROOT CACHE CWD BAZEL_ARGS...
 set -euo pipefail
 
-root=$1 ws=$2 output_user_root=$3 cache=$4 cwd=$5 n_env=$6
-shift 6
-passed_env=("${@:1:$n_env}")
-shift "$n_env"
-
-get_passed() {
-  local kv
-  for kv in "${passed_env[@]}"; do
-    [ "${kv%%=*}" = "$1" ] && { echo "${kv#*=}"; return 0; }
-  done
-  return 1
-}
+root=$1 ws=$2 output_user_root=$3 cache=$4 cwd=$5
+shift 5
+# shellcheck source=tools/bazel-root/passed_env.sh
+. "$ws/tools/bazel-root/passed_env.sh"
+mapfile -t passed < <(passed_names "$ws/tools/environment.txt")
 
 # Binds a host path at the same path inside the root; $3 = ro for read-only.
 bind_same() {
@@ -43,16 +40,17 @@ bind_same "$output_user_root"
 bind_same "$cache/disk_cache"
 bind_same "$(cat "$root/etc/arr-python-prefix")" ro
 
-home=$(get_passed HOME || echo /root)
+home=${HOME:-/root}
 # pip's download cache outlives output bases: fresh clones reuse the wheels.
 mkdir -p "$root$home/.cache/pip"
 mount --bind "$cache/pip" "$root$home/.cache/pip"
 
 # Credentials the launcher may need, read-only and only when the caller has them.
-if creds=$(get_passed GOOGLE_APPLICATION_CREDENTIALS) && [ -f "$creds" ]; then
+creds=${GOOGLE_APPLICATION_CREDENTIALS:-}
+if [ -n "$creds" ] && [ -f "$creds" ]; then
   bind_same "$creds" ro
 fi
-gcloud_dir=$(get_passed CLOUDSDK_CONFIG || echo "$home/.config/gcloud")
+gcloud_dir=${CLOUDSDK_CONFIG:-$home/.config/gcloud}
 [ -d "$gcloud_dir" ] && bind_same "$gcloud_dir" ro
 
 # Every Bazel client in the root, including one that a `bazel run` binary starts
@@ -67,7 +65,6 @@ pivot_root . .oldroot
 umount -l /.oldroot
 cd "$cwd"
 
-exec /usr/bin/env -i \
-  PATH=/opt/arr-python/bin:/usr/local/bin:/usr/bin:/bin \
-  LANG=C.UTF-8 HOME="$home" "${passed_env[@]}" \
-  /usr/bin/bazel "$@"
+keep_only_env "${passed[@]}"
+export PATH=/opt/arr-python/bin:/usr/local/bin:/usr/bin:/bin LANG=C.UTF-8 HOME="$home"
+exec /usr/bin/bazel "$@"

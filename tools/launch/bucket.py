@@ -61,11 +61,9 @@ def allowed_regions(location: str | None, location_type: str | None) -> BucketRu
                       f"bucket location type {location_type!r} not known here: any region")
 
 
-def restrict(candidates: list, rule: BucketRule) -> None:
-    """Drops the kept candidates outside the rule's regions, saying why (in place)."""
+def restrict(candidates: list, rule: BucketRule) -> list:
+    """The candidates with the kept ones outside the rule's regions dropped, saying why."""
     if rule.regions is None:
-        return
-    for c in candidates:
-        if c.kept and c.region not in rule.regions:
-            c.kept = False
-            c.why = rule.why
+        return list(candidates)
+    return [dataclasses.replace(c, kept=False, why=rule.why) if c.kept and c.region not in rule.regions else c
+            for c in candidates]

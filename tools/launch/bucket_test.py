@@ -43,7 +43,7 @@ def test_allowed_regions(location, location_type, regions, why):
 def test_restrict_drops_candidates_outside_a_single_region_bucket(location, location_type, kept_regions):
     cands = C.build_candidates(TABLES, ["L4", "T4"], 1, "SPOT", REGIONS, None)
     rule = B.allowed_regions(location, location_type)
-    B.restrict(cands, rule)
+    cands = B.restrict(cands, rule)
     assert {c.region for c in cands if c.kept} == kept_regions
     for c in cands:
         if not c.kept:
@@ -53,7 +53,7 @@ def test_restrict_drops_candidates_outside_a_single_region_bucket(location, loca
 def test_restrict_keeps_the_reason_a_candidate_was_already_dropped():
     quota = {"aiplatform.googleapis.com/custom_model_training_preemptible_nvidia_l4_gpus": {"": 0}}
     cands = C.build_candidates(TABLES, ["L4"], 1, "SPOT", REGIONS, quota)
-    B.restrict(cands, B.allowed_regions("US-CENTRAL1", "region"))
+    cands = B.restrict(cands, B.allowed_regions("US-CENTRAL1", "region"))
     assert {c.why for c in cands} == {"quota 0 < 1 GPU(s)"}
 
 

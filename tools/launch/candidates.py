@@ -18,8 +18,10 @@ import re
 from tools.launch import tables as T
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class Candidate:
+    """One (GPU, region) option with its machine, price and quota, kept or dropped and why."""
+
     gpu: str
     accelerator_type: str
     accelerator_count: int
@@ -50,6 +52,11 @@ class Candidate:
             "kept": self.kept,
             "why": self.why,
         }
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Candidate":
+        """The inverse of as_json (the plan stored with a launch)."""
+        return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls)})
 
 
 def quota_limit(quotas: dict | None, metric: str, region: str) -> float | None:
@@ -95,7 +102,7 @@ def build_candidates(
         metric = T.quota_metric(tables, gpu.name, scheduling)
         wanted_regions = gpu.regions if not regions else [r for r in regions if r in gpu.regions]
         for region in wanted_regions:
-            c = Candidate(
+            c = _judge(Candidate(
                 gpu=gpu.name,
                 accelerator_type=gpu.accelerator,
                 accelerator_count=count,
@@ -105,8 +112,7 @@ def build_candidates(
                 quota_metric=metric,
                 price_per_hour=T.price(tables, gpu.name, machine, region, scheduling),
                 quota=quota_limit(quotas, metric, region),
-            )
-            _judge(c, quotas is not None, count * nodes)
+            ), quotas is not None, count * nodes)
             out.append(c)
     if not out:
         if shape_errors:
@@ -122,21 +128,18 @@ def build_candidates(
     return out
 
 
-def _judge(c: Candidate, quota_checked: bool, needed: int) -> None:
-    """Keeps C when its region's quota covers NEEDED GPUs (count x nodes) or is unknown."""
+def _judge(c: Candidate, quota_checked: bool, needed: int) -> Candidate:
+    """C kept when its region's quota covers NEEDED GPUs (count x nodes) or is unknown, with why."""
     if c.quota is None:
-        c.kept = True
-        c.why = "quota unknown (metric not listed by the quota API)" if quota_checked else (
-            "quota not checked"
-        )
+        kept, why = True, ("quota unknown (metric not listed by the quota API)" if quota_checked
+                           else "quota not checked")
     elif c.quota < needed:
-        c.kept = False
-        c.why = f"quota {c.quota:g} < {needed} GPU(s)"
+        kept, why = False, f"quota {c.quota:g} < {needed} GPU(s)"
     else:
-        c.kept = True
-        c.why = f"quota {c.quota:g} >= {needed}"
-    if c.kept and c.price_per_hour is None:
-        c.why += "; price unknown"
+        kept, why = True, f"quota {c.quota:g} >= {needed}"
+    if kept and c.price_per_hour is None:
+        why += "; price unknown"
+    return dataclasses.replace(c, kept=kept, why=why)
 
 
 def rank(candidates: list[Candidate], gpu_preference: list[str], tables: T.Tables) -> list[Candidate]:

@@ -11,6 +11,7 @@ logs go to stderr.
 
 Exit codes: 0 ok; 1 the job failed, or attempts or cost ran out; 2 bad input,
 nothing submitted; 130 detached (Ctrl-C or a closed terminal; the job goes on).
+Every error the launcher raises is an errors.LaunchError that carries its code.
 """
 
 from __future__ import annotations
@@ -24,11 +25,17 @@ import signal
 import sys
 import time
 import uuid
+from typing import TYPE_CHECKING
 
 from tools.launch import config as CFG
+from tools.launch.endpoints import Endpoints
+from tools.launch.errors import EXIT_BAD_INPUT, EXIT_FAILED, LaunchError
+
+if TYPE_CHECKING:  # plan.py imports the tables: loaded only by the commands that plan
+    from tools.launch.plan import Plan
 
 SUBCOMMANDS = ("status", "cancel", "recent", "watch", "logs")
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_DETACHED = 0, 1, 2, 130
+EXIT_OK, EXIT_DETACHED = 0, 130  # 1 and 2 live in errors.py with the errors that carry them
 SECRET_NAME = re.compile(r"(_KEY|_TOKEN|_SECRET)$|PASSWORD|^WANDB_API_KEY$|^HF_TOKEN$", re.I)
 SECRET_REF = re.compile(r"^projects/[^/\s]+/secrets/[A-Za-z0-9_-]+(/versions/([0-9]+|latest))?$")
 
@@ -104,7 +111,7 @@ def launch_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true",
                    help="print the plan and supervision policy as JSON; push and submit nothing")
     p.add_argument("--local", action="store_true",
-                   help="run the training entry point here with its embedded smoke config "
+                   help="run //ARR_COC/Training:train here through Bazel with its embedded smoke config "
                    "(no image needed; --dry-run shows what would run)")
     p.add_argument("--run-name", help="run name (relaunching the same name resumes its checkpoints)")
     p.add_argument("--force", action="store_true", help="submit even if a job of this run name is active")
@@ -212,38 +219,33 @@ def _state_path(args) -> pathlib.Path:
     return user_path(args.state_file) or state.default_path()
 
 
-def _quotas(args, cfg: dict):
-    """Live quota, unless no quota endpoint was given in a private setup.
-
-    With other endpoints overridden, calling the real Cloud Quotas API would
-    be a Google call without its own override: skip it with a note instead.
-    """
+def _quotas(args, cfg: dict, eps: Endpoints):
+    """Live quota, unless --no-quota or Endpoints says the quota API may not be called here."""
     if args.no_quota:
         log("quota not checked (--no-quota)")
         return None
-    private = bool(args.registry or args.vertex_endpoint)
-    if not args.quota_endpoint and private:
-        log("quota not checked: endpoints are overridden but --quota-endpoint is not")
+    if not eps.may_call("quota"):
+        log(f"quota not checked: {eps.why_not('quota')}")
         return None
     if not cfg["project"]:
         return None
     from tools.launch import quota
 
-    return quota.fetch(cfg["project"], args.quota_endpoint)
+    return quota.fetch(cfg["project"], eps.quota)
 
 
-def _bucket_location(args, cfg: dict) -> tuple[str | None, str | None]:
+def _bucket_location(args, cfg: dict, eps: Endpoints) -> tuple[str | None, str | None]:
     """The output bucket's (location, locationType): a single-region bucket keeps failover there.
 
     Unknown (every region allowed) with --skip-preflight, without a project, or
-    in a private setup without --storage-endpoint (no Google call without its override).
+    where the storage API may not be called (Endpoints.may_call).
     """
     if args.skip_preflight or not cfg["project"]:
         return None, None
     from tools.launch import plan as P
     from tools.launch import preflight
 
-    return preflight.bucket_location(cfg["project"], P.bucket_name(cfg), args)
+    return preflight.bucket_location(cfg["project"], P.bucket_name(cfg), eps)
 
 
 def image_paths(args) -> tuple[str, str]:
@@ -252,10 +254,10 @@ def image_paths(args) -> tuple[str, str]:
         raise CFG.ConfigError("--image-layout and --image-digest go together")
     if args.image_layout:
         return args.image_layout, args.image_digest
-    from tools.launch import bazel_image
+    from tools.launch import workspace_bazel
 
-    log(f"building {bazel_image.IMAGE} with Bazel (a no-op when nothing changed)")
-    return bazel_image.build()
+    log(f"building {workspace_bazel.IMAGE} with Bazel (a no-op when nothing changed)")
+    return workspace_bazel.build_image()
 
 
 def policy_from(args, cfg: dict):
@@ -266,12 +268,7 @@ def policy_from(args, cfg: dict):
                             max_attempts=cfg["max_attempts"], max_cost=cfg["max_cost"])
 
 
-def _private(args) -> bool:
-    """Any Google endpoint overridden: then no Google API is called without its own override."""
-    return bool(getattr(args, "registry", None) or args.vertex_endpoint or getattr(args, "quota_endpoint", None))
-
-
-def cmd_launch(args) -> int:
+def cmd_launch(args, eps: Endpoints) -> int:
     from tools.launch import plan as P
 
     if args.local:
@@ -280,43 +277,42 @@ def cmd_launch(args) -> int:
     policy = policy_from(args, cfg)
     secrets = dict(args.secret or ())
     layout, digest = image_paths(args)
-    plan = P.make(cfg, layout, digest, _quotas(args, cfg), secrets=secrets,
-                  bucket_location=_bucket_location(args, cfg))
+    plan = P.make(cfg, layout, digest, _quotas(args, cfg, eps), secrets=secrets,
+                  bucket_location=_bucket_location(args, cfg, eps))
     if args.dry_run:
-        print(json.dumps({**plan, "supervision": policy.describe(plan)}, indent=1, sort_keys=True))
+        print(json.dumps({**plan.to_json(), "supervision": policy.describe(plan)}, indent=1, sort_keys=True))
         return EXIT_OK
-    log(f"plan: {plan['gpu']} x{plan['accelerator_count']} x{plan['nodes']} node(s) {plan['machine_type']} in "
-        f"{plan['region']} ({plan['scheduling']}, {plan['price_per_hour']} {plan['currency']}/h per node)")
+    log(f"plan: {plan.gpu} x{plan.accelerator_count} x{plan.nodes} node(s) {plan.machine_type} in "
+        f"{plan.region} ({plan.scheduling}, {plan.price_per_hour} {plan.currency}/h per node)")
     from tools.launch import vertex
 
-    vertex.client_for(plan["region"], args.vertex_endpoint)  # credentials fail here, before a push
+    vertex.client_for(plan.region, eps.vertex)  # credentials fail here, before a push
     auth = registry_auth(plan)
     if not args.skip_preflight:
         from tools.launch import preflight
 
-        for line in preflight.report(plan, preflight.run(plan, args, auth)):
+        for line in preflight.report(plan, preflight.run(plan, eps, auth)):
             log(line)
     pushed = push(plan, args, auth)
     log(f"pushed {pushed.reference} (tag {pushed.tag}): {pushed.blobs_uploaded} blob(s), "
         f"{pushed.bytes_uploaded} bytes uploaded, {pushed.blobs_skipped} already there")
-    return submit_and_supervise(plan, policy, args)
+    return submit_and_supervise(plan, policy, args, eps)
 
 
-def registry_auth(plan: dict):
+def registry_auth(plan: Plan):
     """Push credentials: ARR_REGISTRY_USER/PASSWORD, else ADC for Artifact Registry, else none."""
     from tools.launch import endpoints, registry
 
     auth = registry.auth_from_env()
-    if auth is None and plan["registry"].endswith("-docker.pkg.dev"):
+    if auth is None and plan.registry.endswith("-docker.pkg.dev"):
         auth = registry.artifact_registry_auth(endpoints.google_credentials(None))
     return auth
 
 
-def push(plan: dict, args, auth):
+def push(plan: Plan, args, auth):
     from tools.launch import registry
 
-    repo_name = plan["repository"]
-    return registry.push_layout(plan["registry"], repo_name, plan["layout_dir"], plan["digest"],
+    return registry.push_layout(plan.registry, plan.repository, plan.layout_dir, plan.digest,
                                 auth=auth, jobs=args.jobs)
 
 
@@ -361,17 +357,12 @@ def _hangup_detaches() -> None:
         signal.signal(signal.SIGHUP, handler)
 
 
-def _supervisor(plan: dict, policy, launch_id: str, path: pathlib.Path, record: dict):
+def _supervisor(plan: Plan, policy, launch_id: str, path: pathlib.Path, record: dict, eps: Endpoints):
     from tools.launch import candidates as C
     from tools.launch import cloud_logs, supervise
 
-    vertex_endpoint = record.get("vertex_endpoint")
-    logging_endpoint = record.get("logging_endpoint")
-    logs = None
-    if policy.until != "submitted":
-        logs = cloud_logs.for_endpoints(plan["project"], logging_endpoint,
-                                        bool(record.get("private")), log)
-    return supervise.Supervisor(plan, policy, launch_id, _clients(vertex_endpoint), _Store(path, launch_id),
+    logs = cloud_logs.for_endpoints(plan.project, eps, log) if policy.until != "submitted" else None
+    return supervise.Supervisor(plan, policy, launch_id, _clients(eps.vertex), _Store(path, launch_id),
                                 logs=logs, log=log, attempts=record.get("attempts"),
                                 blocked=C.Blocklist.from_json(record.get("blocked")))
 
@@ -399,16 +390,15 @@ def _supervise(run, launch_id: str, store: _Store) -> int:
     return result.code
 
 
-def submit_and_supervise(plan: dict, policy, args) -> int:
+def submit_and_supervise(plan: Plan, policy, args, eps: Endpoints) -> int:
     """Creates the job (or adopts this launch id's), then watches it as POLICY says."""
     from tools.launch import state, supervise, vertex
 
     launch_id = args.launch_id or uuid.uuid4().hex
     path = _state_path(args)
-    record = {"launch_id": launch_id, "run_name": plan["run_name"], "project": plan["project"],
-              "image": plan["image"], "state": "submitting", "vertex_endpoint": args.vertex_endpoint,
-              "logging_endpoint": args.logging_endpoint, "private": _private(args),
-              "plan": plan, "policy": policy.as_json(), "supervision": "watching",
+    record = {"launch_id": launch_id, "run_name": plan.run_name, "project": plan.project,
+              "image": plan.image, "state": "submitting", "endpoints": eps.as_json(),
+              "plan": plan.to_json(), "policy": policy.as_json(), "supervision": "watching",
               "started": supervise.now_iso()}
     previous = state.find(path, launch_id)
     if previous and previous.get("launch_id") == launch_id:
@@ -416,7 +406,7 @@ def submit_and_supervise(plan: dict, policy, args) -> int:
     else:
         state.upsert(path, record)
     store = _Store(path, launch_id)
-    sup = _supervisor(plan, policy, launch_id, path, record)
+    sup = _supervisor(plan, policy, launch_id, path, record, eps)
 
     def run():
         try:
@@ -444,15 +434,12 @@ def _resolve(args) -> tuple[str, dict | None]:
     return record["job_name"], record
 
 
-def _endpoint(args, record) -> str | None:
-    return args.vertex_endpoint or (record or {}).get("vertex_endpoint")
-
-
-def cmd_status(args) -> int:
+def cmd_status(args, eps: Endpoints) -> int:
     from tools.launch import supervise, vertex
 
     name, record = _resolve(args)
-    client = vertex.client_for(vertex.region_of(name), _endpoint(args, record))
+    eps = eps.over(Endpoints.from_record(record))
+    client = vertex.client_for(vertex.region_of(name), eps.vertex)
     job = vertex.reachable(lambda: vertex.get_job(client, name), f"reading {name}")
     attempts = list((record or {}).get("attempts") or [])
     if attempts and attempts[-1].get("job") == name:
@@ -468,11 +455,12 @@ def cmd_status(args) -> int:
     return EXIT_OK
 
 
-def cmd_cancel(args) -> int:
+def cmd_cancel(args, eps: Endpoints) -> int:
     from tools.launch import state, vertex
 
     name, record = _resolve(args)
-    client = vertex.client_for(vertex.region_of(name), _endpoint(args, record))
+    eps = eps.over(Endpoints.from_record(record))
+    client = vertex.client_for(vertex.region_of(name), eps.vertex)
     if record and record.get("launch_id"):
         state.update(_state_path(args), record["launch_id"], cancel_requested=True)  # stops its watcher
     vertex.reachable(lambda: vertex.cancel(client, name), f"cancelling {name}")
@@ -481,27 +469,26 @@ def cmd_cancel(args) -> int:
     return EXIT_OK
 
 
-def cmd_watch(args) -> int:
+def cmd_watch(args, eps: Endpoints) -> int:
     """Re-attaches to a launch from its record and carries on with the same policy."""
+    from tools.launch import plan as P
     from tools.launch import supervise, vertex
 
     name, record = _resolve(args)
     if not record or not record.get("plan"):
         raise vertex.SubmitError(f"{args.id!r}: no launch record with a plan to carry on from; "
                                  "`launch status` still reads any job")
+    plan = P.Plan.from_json(record["plan"])
     policy = supervise.Policy.from_json(record.get("policy") or {})
     if args.poll_s is not None:
         policy = supervise.Policy.from_json({**policy.as_json(), "poll_s": args.poll_s})
     if policy.until == "submitted":
         policy = supervise.Policy.from_json({**policy.as_json(), "until": "running"})
-    if args.vertex_endpoint:
-        record = {**record, "vertex_endpoint": args.vertex_endpoint}
-    if args.logging_endpoint:
-        record = {**record, "logging_endpoint": args.logging_endpoint}
+    eps = eps.over(Endpoints.from_record(record))
     launch_id = record["launch_id"]
     store = _Store(_state_path(args), launch_id)
     store.update(supervision="watching", cancel_requested=False)
-    sup = _supervisor(record["plan"], policy, launch_id, store.path, record)
+    sup = _supervisor(plan, policy, launch_id, store.path, record, eps)
     client = sup.clients(vertex.region_of(name))
     job = vertex.reachable(lambda: vertex.get_job(client, name), f"reading {name}")
     log(f"re-attached to {name} ({vertex.state_name(job)}), waiting until "
@@ -509,18 +496,16 @@ def cmd_watch(args) -> int:
     return _supervise(lambda: sup.watch(job), launch_id, store)
 
 
-def cmd_logs(args) -> int:
+def cmd_logs(args, eps: Endpoints) -> int:
     """Prints the job's log entries (oldest first); --follow keeps going until the job ends."""
     from tools.launch import cloud_logs, vertex
 
     name, record = _resolve(args)
-    project = name.split("/")[1]
-    endpoint = args.logging_endpoint or (record or {}).get("logging_endpoint")
-    private = bool(args.vertex_endpoint or (record or {}).get("private"))
-    reader = cloud_logs.for_endpoints(project, endpoint, private, log)
+    eps = eps.over(Endpoints.from_record(record))
+    reader = cloud_logs.for_endpoints(name.split("/")[1], eps, log)
     if reader is None:
         return EXIT_OK
-    client = vertex.client_for(vertex.region_of(name), _endpoint(args, record)) if args.follow else None
+    client = vertex.client_for(vertex.region_of(name), eps.vertex) if args.follow else None
     while True:
         try:
             for line in reader.new_lines(name):
@@ -538,7 +523,7 @@ def cmd_logs(args) -> int:
         time.sleep(args.poll_s)
 
 
-def cmd_recent(args) -> int:
+def cmd_recent(args, eps: Endpoints) -> int:
     from tools.launch import state
 
     keep = ("launch_id", "run_name", "job_name", "region", "state", "supervision", "cost_so_far", "started")
@@ -546,7 +531,6 @@ def cmd_recent(args) -> int:
     return EXIT_OK
 
 
-LOCAL_ENTRY = "ARR_COC.Training.entrypoint"  # the image's entry point: main(argv) -> exit code
 LOCAL_RUNS = "arr_coc_runs"  # the trainer resolves it against BUILD_WORKING_DIRECTORY
 
 
@@ -554,8 +538,8 @@ def local_invocation(args) -> tuple[list[str], dict]:
     """The trainer's argv and the environment variables --local adds (pure).
 
     No --config: the trainer's embedded smoke config (tiny backbone, synthetic
-    data, CPU) is the point of --local. launch.toml's [env] is the Vertex job's
-    hyperparameters (Qwen3-VL 2B, batch 4, ...) and would turn the smoke run
+    data, CPU) is the point of --local. The Vertex job's hyperparameters
+    (configs/vertex.toml: Qwen3-VL 2B, batch 4, ...) would turn the smoke run
     into the real one, so only --env given on this command line is passed.
     --run-name picks the output folder, so re-running a name resumes, as on Vertex.
     """
@@ -571,50 +555,52 @@ def local_invocation(args) -> tuple[list[str], dict]:
     return argv, env
 
 
-def load_local_entry(module: str = LOCAL_ENTRY):
-    """The trainer's main, or an error naming the target that carries it."""
-    import importlib
-
-    try:
-        return importlib.import_module(module).main
-    except ModuleNotFoundError as e:
-        raise CFG.ConfigError(
-            f"--local needs the trainer ({module}; missing: {e.name}): run "
-            "`tools/bazel run //tools:launch -- --local`, which carries the trainer and the "
-            "tiny backbone") from None
-
-
 def run_local(args) -> int:
-    """--local: the image's entry point in this process, smoke config, nothing pushed or submitted."""
+    """--local: the image's entry point through Bazel (//ARR_COC/Training:train), nothing pushed or submitted.
+
+    Bazel builds the trainer and the tiny backbone only here, so the other
+    commands never build torch.
+    """
+    from tools.launch import workspace_bazel
+
     argv, env = local_invocation(args)
     if args.dry_run:
-        print(json.dumps({"local": {"entry": LOCAL_ENTRY, "argv": argv, "env": env}}, sort_keys=True))
-        return 0
-    entry = load_local_entry()
-    os.environ.update(env)
-    log(f"--local: {LOCAL_ENTRY}.main({argv}) with the embedded smoke config"
-        + (f", env {sorted(env)}" if env else ""))
-    return entry(argv)
+        print(json.dumps({"local": {"target": workspace_bazel.TRAINER, "argv": argv, "env": env}}, sort_keys=True))
+        return EXIT_OK
+    log(f"--local: tools/bazel run {workspace_bazel.TRAINER} -- {' '.join(argv)} (embedded smoke config"
+        + (f", env {sorted(env)})" if env else ")"))
+    return workspace_bazel.run_trainer(argv, env)
 
 
 COMMANDS = {"status": cmd_status, "cancel": cmd_cancel, "recent": cmd_recent, "watch": cmd_watch,
             "logs": cmd_logs}
 
 
+def _google_api_error(e: BaseException) -> bool:
+    """A Google API error (only when that SDK was loaded: --help and --dry-run never load it)."""
+    api = sys.modules.get("google.api_core.exceptions")
+    return api is not None and isinstance(e, api.GoogleAPICallError)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    from tools.launch.errors import USER_ERRORS
-
     try:
         if argv and argv[0] in SUBCOMMANDS:
-            return COMMANDS[argv[0]](sub_parser(argv[0]).parse_args(argv[1:]))
-        return cmd_launch(launch_parser().parse_args(argv))
-    except USER_ERRORS() as e:
+            args = sub_parser(argv[0]).parse_args(argv[1:])
+            return COMMANDS[argv[0]](args, Endpoints.from_flags(args))
+        args = launch_parser().parse_args(argv)
+        return cmd_launch(args, Endpoints.from_flags(args))
+    except LaunchError as e:
         log(f"error: {e}")
-        return EXIT_BAD_INPUT
+        return e.exit_code
     except KeyboardInterrupt:
         log("interrupted")
         return EXIT_DETACHED
+    except Exception as e:
+        if not _google_api_error(e):
+            raise
+        log(f"error: {e}")
+        return EXIT_BAD_INPUT
 
 
 if __name__ == "__main__":

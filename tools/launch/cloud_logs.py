@@ -92,13 +92,13 @@ class JobLogs:
             self.log(f"job logs not streamed any more ({type(e).__name__}: {e})")
 
 
-def for_endpoints(project: str, logging_endpoint: str | None, private: bool, log) -> JobLogs | None:
-    """A log reader, or None (with a note) in a private setup without a logging endpoint."""
-    if private and not logging_endpoint:
-        log("job logs skipped: endpoints are overridden but --logging-endpoint is not")
+def for_endpoints(project: str, eps: endpoints.Endpoints, log) -> JobLogs | None:
+    """A log reader, or None (with a note) where Logging may not be called."""
+    if not eps.may_call("logging"):
+        log(f"job logs skipped: {eps.why_not('logging')}")
         return None
     try:
-        return JobLogs(project, logging_endpoint, log=log)
+        return JobLogs(project, eps.logging, log=log)
     except endpoints.EndpointError as e:
         log(f"job logs skipped: {e}")
         return None

@@ -11,6 +11,8 @@ import pathlib
 import re
 import tomllib
 
+from tools.launch.errors import ConfigError
+
 DEFAULT_CONFIG = pathlib.Path(__file__).resolve().parent / "launch.toml"
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -58,10 +60,6 @@ FIELDS = {
     "run_name": (str, "", _any, "a run name"),
     "env": (dict, {}, _env, "KEY=VALUE pairs with KEY a shell variable name"),
 }
-
-
-class ConfigError(ValueError):
-    """A config file or flag value that cannot be used; says which and why."""
 
 
 def flag(field: str) -> str:

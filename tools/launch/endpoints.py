@@ -1,8 +1,12 @@
-"""Endpoint parsing, the loopback rule and credentials: one place for each.
+"""Endpoints, the private-setup rule, the loopback rule and credentials: one place for each.
 
-Every external endpoint can be overridden (docs/architecture.md, decision 7). A
-loopback endpoint is a local test or private server: Google clients then use
-anonymous credentials, and plain HTTP is allowed only there.
+Every external endpoint can be overridden (docs/architecture.md, decision 7).
+`Endpoints` is built once from a command's flags and is the only place that
+decides which API may be called: a setup that moves the registry or Vertex off
+Google is *private*, and there an optional API (quota, storage, logging) is
+called only at its own override, never at Google's by accident. A loopback
+endpoint is a local test or private server: Google clients then use anonymous
+credentials, and plain HTTP is allowed only there.
 """
 
 from __future__ import annotations
@@ -11,9 +15,62 @@ import dataclasses
 import ipaddress
 import urllib.parse
 
+from tools.launch.errors import EndpointError
 
-class EndpointError(ValueError):
-    """An endpoint or credential problem, with what to do about it."""
+
+# The APIs a launch may call, and the flag that overrides each.
+FLAGS = {"registry": "--registry", "vertex": "--vertex-endpoint", "quota": "--quota-endpoint",
+         "storage": "--storage-endpoint", "iam": "--iam-endpoint", "logging": "--logging-endpoint"}
+# Called at Google's own endpoint when not overridden, outside a private setup. The
+# IAM check is not: it runs only with --iam-endpoint.
+GOOGLE_BY_DEFAULT = frozenset({"quota", "storage", "logging"})
+
+
+@dataclasses.dataclass(frozen=True)
+class Endpoints:
+    """A command's endpoint overrides (None: Google's own), built once from its flags."""
+
+    registry: str | None = None
+    vertex: str | None = None
+    quota: str | None = None
+    storage: str | None = None
+    iam: str | None = None
+    logging: str | None = None
+
+    @classmethod
+    def from_flags(cls, args) -> "Endpoints":
+        """From parsed flags; a subcommand without a flag leaves that endpoint None."""
+        return cls(**{api: getattr(args, flag[2:].replace("-", "_"), None) or None for api, flag in FLAGS.items()})
+
+    @property
+    def private(self) -> bool:
+        """The registry or Vertex is not Google's: a test or private setup."""
+        return bool(self.registry or self.vertex)
+
+    def may_call(self, api: str) -> bool:
+        """Whether API may be called: at its own override, or at Google's outside a private setup."""
+        return bool(getattr(self, api)) or (api in GOOGLE_BY_DEFAULT and not self.private)
+
+    def why_not(self, api: str) -> str:
+        """Why API is not called (for the note that says so)."""
+        if api not in GOOGLE_BY_DEFAULT:
+            return f"no {FLAGS[api]} given"
+        return f"endpoints are overridden but {FLAGS[api]} is not"
+
+    def over(self, stored: "Endpoints") -> "Endpoints":
+        """These flags over a launch's stored endpoints (status, watch, logs of an earlier launch)."""
+        return Endpoints(**{api: getattr(self, api) or getattr(stored, api) for api in FLAGS})
+
+    def as_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_record(cls, record: dict | None) -> "Endpoints":
+        """The endpoints stored with a launch; records of older launchers kept only Vertex's and Logging's."""
+        record = record or {}
+        if "endpoints" in record:
+            return cls(**{api: record["endpoints"].get(api) for api in FLAGS})
+        return cls(vertex=record.get("vertex_endpoint"), logging=record.get("logging_endpoint"))
 
 
 def is_loopback_host(host: str) -> bool:

@@ -1,19 +1,79 @@
-"""The errors the CLI reports as a one-line message (exit 2) instead of a traceback."""
+"""Every error the launcher reports as a message instead of a traceback.
+
+One module at the bottom of the import graph (it imports nothing of the
+launcher), so every module raises these and `cli.main` catches one base,
+`LaunchError`, mapping it to its exit code: 2 (bad input or a setup to fix,
+nothing submitted) unless the class says 1 (the launch ran and ran out).
+Modules re-export the names they raise, so `config.ConfigError` still reads
+naturally where it is used.
+"""
 
 from __future__ import annotations
 
-import sys
+EXIT_FAILED, EXIT_BAD_INPUT = 1, 2
 
 
-def USER_ERRORS() -> tuple:
-    """Each module's own error class; Google API errors only if that SDK was loaded."""
-    from tools.launch import (bazel_image, config, endpoints, image, plan, preflight, quota, registry, state,
-                              tables, vertex)
+class LaunchError(Exception):
+    """Base: a problem the user can act on; the message says what to do."""
 
-    errs = [bazel_image.ImageBuildError, config.ConfigError, endpoints.EndpointError, image.ImageError,
-            plan.PlanError, preflight.PreflightError, quota.QuotaError, registry.RegistryError,
-            state.WatchLocked, tables.TableError, vertex.SubmitError]
-    api = sys.modules.get("google.api_core.exceptions")
-    if api is not None:
-        errs.append(api.GoogleAPICallError)
-    return tuple(errs)
+    exit_code = EXIT_BAD_INPUT
+
+
+class ConfigError(LaunchError, ValueError):
+    """A config file or flag value that cannot be used; says which and why."""
+
+
+class TableError(LaunchError, ValueError):
+    """A data table (machines, regions, scheduling, prices) is inconsistent, or a request does not fit it."""
+
+
+class EndpointError(LaunchError, ValueError):
+    """An endpoint or credential problem, with what to do about it."""
+
+
+class ImageError(LaunchError, ValueError):
+    """The image's layout or digest file is missing or inconsistent."""
+
+
+class ImageBuildError(LaunchError):
+    """The workspace's Bazel could not build or locate what the launcher asked for."""
+
+
+class PlanError(LaunchError, ValueError):
+    """No plan can be made; the message lists what was considered."""
+
+
+class QuotaError(LaunchError):
+    """The quota API could not be read; says which endpoint and why."""
+
+
+class PreflightError(LaunchError):
+    """Something the job needs is missing; the message has the commands that create it."""
+
+
+class RegistryError(LaunchError):
+    """A push failed for a reason the user can act on (unreachable, auth, protocol)."""
+
+
+class SubmitError(LaunchError):
+    """Submission failed for a reason failover cannot fix; says what was tried."""
+
+
+class WatchLocked(LaunchError):
+    """Another launcher process is already watching this launch."""
+
+
+class RefreshError(LaunchError):
+    """The price catalog could not be read or gave nothing usable; says what to check."""
+
+
+class CandidatesExhausted(LaunchError):
+    """Every candidate of the plan failed or is blocked: nothing more to try."""
+
+    exit_code = EXIT_FAILED
+
+
+class Stopped(LaunchError):
+    """Supervision ended without the job running or succeeding; says why."""
+
+    exit_code = EXIT_FAILED

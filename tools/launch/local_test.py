@@ -1,9 +1,9 @@
 """--local argument handling, without Bazel: what runs, with which argv and environment.
 
 The training run itself is the model package's to test (//ARR_COC/Training);
-here: the smoke config stays in charge (no --config, no launch.toml
-hyperparameters), --run-name picks a resumable output folder, nothing needs
-the image, and a binary without the trainer says which target has it.
+here: the smoke config stays in charge (no --config, no Vertex
+hyperparameters), --run-name picks a resumable output folder, and nothing
+needs the image. How the trainer is started through Bazel: workspace_bazel_test.
 """
 
 import json
@@ -24,7 +24,7 @@ def invocation(*argv):
         (["--run-name", "smoke-2"], ["--output-dir", "arr_coc_runs/smoke-2"], {}),
         (["--env", "LEARNING_RATE=1e-3,SEED=7"], [], {"LEARNING_RATE": "1e-3", "SEED": "7"}),
         (["--env", "SEED=1", "--env", "SEED=2"], [], {"SEED": "2"}),  # last one wins
-        # cloud flags change nothing locally; launch.toml's Vertex [env] is not passed
+        # cloud flags change nothing locally
         (["--gpu", "H100", "--region", "us-east4", "--project", "p"], [], {}),
     ],
 )
@@ -35,7 +35,7 @@ def test_local_invocation(argv, expected_argv, expected_env):
 def test_dry_run_shows_what_would_run_without_any_image(capsys):
     assert cli.main(["--local", "--dry-run", "--run-name", "try", "--env", "SEED=3"]) == 0
     out, err = capsys.readouterr()
-    assert json.loads(out) == {"local": {"entry": "ARR_COC.Training.entrypoint",
+    assert json.loads(out) == {"local": {"target": "//ARR_COC/Training:train",
                                          "argv": ["--output-dir", "arr_coc_runs/try"],
                                          "env": {"SEED": "3"}}}
 
@@ -45,15 +45,10 @@ def test_bad_run_name_is_refused_before_training(capsys):
     assert "run name 'Bad_Name'" in capsys.readouterr().err
 
 
-def test_the_entry_point_is_the_images():
-    entry = cli.load_local_entry()
-    assert entry.__module__ == "ARR_COC.Training.entrypoint" and entry.__name__ == "main"
-
-
-def test_without_the_trainer_the_error_names_the_target():
-    with pytest.raises(cli.CFG.ConfigError) as e:
-        cli.load_local_entry("ARR_COC.Training.no_such_entrypoint")
-    assert "bazel run //tools:launch -- --local" in str(e.value)
+def test_outside_bazel_run_local_says_how_to_start(capsys, monkeypatch):
+    monkeypatch.delenv("BUILD_WORKSPACE_DIRECTORY", raising=False)
+    assert cli.main(["--local"]) == 2
+    assert "tools/bazel run //tools:launch" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

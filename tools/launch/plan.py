@@ -1,22 +1,24 @@
 """The launch plan: everything the launcher will do, decided before it does anything.
 
 `--dry-run` prints this plan; push and submit only read it (docs/architecture.md,
-decision 6), so what is shown is what happens.
+decision 6), so what is shown is what happens. `Plan` is frozen and holds typed
+candidates; `to_json`/`from_json` are the one mapping to the JSON that
+`--dry-run` prints and the state file keeps for `launch watch`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import re
+import types
+from collections.abc import Mapping
 
 from tools.launch import bucket as B
 from tools.launch import candidates as C
-from tools.launch import endpoints, gitinfo, image
+from tools.launch import built_image, endpoints, gitinfo
 from tools.launch import tables as T
-
-
-class PlanError(ValueError):
-    """No plan can be made; the message lists what was considered."""
+from tools.launch.errors import PlanError
 
 
 def default_run_name(now: datetime.datetime) -> str:
@@ -65,8 +67,73 @@ def ranked_candidates(
         nodes=cfg["nodes"],
     )
     if bucket_rule is not None:
-        B.restrict(cands, bucket_rule)
+        cands = B.restrict(cands, bucket_rule)
     return C.rank(cands, cfg["gpu_preference"], tables)
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """What the launch does: image, registry, the chosen candidate and every one considered."""
+
+    image: str  # HOST/REPOSITORY@sha256:..., what Vertex pulls
+    digest: str
+    tag: str
+    registry: str
+    repository: str
+    layout_dir: str
+    project: str
+    region: str
+    gpu: str
+    machine_type: str
+    accelerator_type: str
+    accelerator_count: int
+    nodes: int
+    scheduling: str
+    price_per_hour: float | None
+    price_date: str
+    currency: str
+    quota_checked: bool
+    run_name: str
+    bucket: str
+    bucket_location: Mapping[str, object]  # BucketRule.as_json()
+    base_output_dir: str
+    service_account: str | None
+    timeout_s: int
+    max_wait_s: int
+    env: Mapping[str, str]  # --env overrides -> job environment (hyperparameters live in the training config)
+    secrets: Mapping[str, str]  # ENV -> Secret Manager reference; values never enter the plan
+    git_commit: str | None
+    git_dirty: bool
+    candidates: tuple[C.Candidate, ...]  # ranked, kept ones first
+
+    def __post_init__(self):
+        """Read-only views of the mappings and a tuple of candidates: the whole plan is immutable."""
+        for name in ("env", "secrets", "bucket_location"):
+            object.__setattr__(self, name, types.MappingProxyType(dict(getattr(self, name))))
+        object.__setattr__(self, "candidates", tuple(self.candidates))
+
+    @property
+    def kept(self) -> tuple[C.Candidate, ...]:
+        """The kept candidates in failover order (submit and relaunch walk these)."""
+        return tuple(c for c in self.candidates if c.kept)
+
+    def to_json(self) -> dict:
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        out.update(env=dict(self.env), secrets=dict(self.secrets), bucket_location=dict(self.bucket_location),
+                   candidates=[c.as_json() for c in self.candidates])
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Plan":
+        """A plan as to_json wrote it; a record missing fields names them instead of failing later."""
+        names = [f.name for f in dataclasses.fields(cls)]
+        missing = [n for n in names if n not in data]
+        if missing:
+            raise PlanError(f"stored plan lacks {', '.join(missing)}: it was written by another version "
+                            "of the launcher; launch again (or use `launch status`, which needs no plan)")
+        fields = {n: data[n] for n in names}
+        fields["candidates"] = tuple(C.Candidate.from_json(c) for c in data["candidates"])
+        return cls(**fields)
 
 
 def make(
@@ -79,8 +146,8 @@ def make(
     git: tuple[str, bool] | None = None,
     secrets: dict | None = None,
     bucket_location: tuple[str | None, str | None] = (None, None),
-) -> dict:
-    """The plan as a JSON-ready dict (pure given its inputs).
+) -> Plan:
+    """The plan (pure given its inputs).
 
     Quota and the output bucket's (location, locationType) are read by the
     caller (preflight.bucket_location); a single-region bucket keeps the
@@ -90,8 +157,8 @@ def make(
     now = now or datetime.datetime.now(datetime.timezone.utc)
     if not cfg["project"]:
         raise PlanError("no project: pass --project ID or set project in launch.toml")
-    digest = image.read_digest(digest_file)
-    image.check_layout(layout_dir, digest)
+    digest = built_image.read_digest(digest_file)
+    built_image.check_layout(layout_dir, digest)
     T.check_job_limits(tables, cfg["scheduling"], cfg["timeout_s"], cfg["max_wait_s"])
     bucket = bucket_name(cfg)
     rule = B.allowed_regions(*bucket_location)
@@ -113,49 +180,35 @@ def make(
     repository = reg.repository(cfg["image_name"])
     run_name = check_run_name(cfg["run_name"] or default_run_name(now))
     commit, dirty = git if git is not None else gitinfo.commit_and_dirty()
-    return {
-        "image": image.reference(reg.host, repository, digest),
-        "digest": digest,
-        "tag": image.short_tag(digest),
-        "registry": reg.base,
-        "repository": repository,
-        "layout_dir": layout_dir,
-        "project": cfg["project"],
-        "region": best.region,
-        "gpu": best.gpu,
-        "machine_type": best.machine_type,
-        "accelerator_type": best.accelerator_type,
-        "accelerator_count": best.accelerator_count,
-        "nodes": cfg["nodes"],
-        "scheduling": best.scheduling,
-        "price_per_hour": best.price_per_hour,
-        "price_date": tables.price_date,
-        "currency": tables.currency,
-        "quota_checked": quotas is not None,
-        "run_name": run_name,
-        "bucket": bucket,
-        "bucket_location": rule.as_json(),
-        "base_output_dir": f"gs://{bucket}/{run_name}",
-        "service_account": cfg["service_account"] or None,
-        "timeout_s": cfg["timeout_s"],
-        "max_wait_s": cfg["max_wait_s"],
-        "env": dict(cfg["env"]),
-        "secrets": dict(secrets or {}),  # ENV -> Secret Manager reference; values never enter the plan
-        "git_commit": commit,
-        "git_dirty": dirty,
-        "candidates": [c.as_json() for c in ranked],
-    }
-
-
-def candidates_from_plan(plan: dict) -> list[C.Candidate]:
-    """The kept candidates in failover order, rebuilt from the plan (submit reads only the plan)."""
-    out = []
-    for d in plan["candidates"]:
-        if d["kept"]:
-            out.append(C.Candidate(
-                gpu=d["gpu"], accelerator_type=d["accelerator_type"],
-                accelerator_count=d["accelerator_count"], machine_type=d["machine_type"],
-                region=d["region"], scheduling=d["scheduling"], quota_metric=d["quota_metric"],
-                price_per_hour=d["price_per_hour"], quota=d["quota"], kept=True, why=d["why"],
-            ))
-    return out
+    return Plan(
+        image=built_image.reference(reg.host, repository, digest),
+        digest=digest,
+        tag=built_image.short_tag(digest),
+        registry=reg.base,
+        repository=repository,
+        layout_dir=layout_dir,
+        project=cfg["project"],
+        region=best.region,
+        gpu=best.gpu,
+        machine_type=best.machine_type,
+        accelerator_type=best.accelerator_type,
+        accelerator_count=best.accelerator_count,
+        nodes=cfg["nodes"],
+        scheduling=best.scheduling,
+        price_per_hour=best.price_per_hour,
+        price_date=tables.price_date,
+        currency=tables.currency,
+        quota_checked=quotas is not None,
+        run_name=run_name,
+        bucket=bucket,
+        bucket_location=rule.as_json(),
+        base_output_dir=f"gs://{bucket}/{run_name}",
+        service_account=cfg["service_account"] or None,
+        timeout_s=cfg["timeout_s"],
+        max_wait_s=cfg["max_wait_s"],
+        env=dict(cfg["env"]),
+        secrets=dict(secrets or {}),
+        git_commit=commit,
+        git_dirty=dirty,
+        candidates=tuple(ranked),
+    )

@@ -2,13 +2,12 @@
 
 Checked before anything is pushed, so a missing piece stops the launch with
 the exact command that creates it instead of failing after a long push or
-inside Vertex. Only APIs the launcher may call are called (a test or private
-setup must never reach Google by accident):
+inside Vertex. Only APIs that `Endpoints.may_call` allows are called (a test or
+private setup must never reach Google by accident):
 
 - the repository through the registry itself (the push's own session and auth);
 - the bucket through `google.cloud.storage.Client`: at `--storage-endpoint`,
-  or at Google's when no endpoint is overridden at all; in a private setup
-  without `--storage-endpoint` it is not checked;
+  or at Google's outside a private setup; otherwise it is not checked;
 - the service account through the IAM REST API, only at `--iam-endpoint`
   (the lock has no IAM client library; google-auth's AuthorizedSession does
   the call); otherwise it is reported as not checked.
@@ -17,18 +16,19 @@ setup must never reach Google by accident):
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
 from tools.launch import endpoints
+from tools.launch.errors import PreflightError
+
+if TYPE_CHECKING:
+    from tools.launch.plan import Plan
 
 OK, MISSING, UNCHECKED = "ok", "missing", "not checked"
 STORAGE_DEFAULT = "https://storage.googleapis.com"
 # The storage client retries transient errors for 120 s by default; a preflight
 # that waits that long for an unreachable endpoint helps nobody.
 STORAGE_RETRY_S = 10.0
-
-
-class PreflightError(RuntimeError):
-    """Something the job needs is missing; the message has the commands that create it."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,20 +38,20 @@ class Finding:
     detail: str
 
 
-def commands(plan: dict) -> dict:
+def commands(plan: Plan) -> dict:
     """The gcloud command that creates each thing the job needs (one place for them)."""
-    p, r = plan["project"], plan["region"]
+    p, r = plan.project, plan.region
     out = {
-        "bucket": f"gcloud storage buckets create gs://{plan['bucket']} --location={r} --project={p}",
+        "bucket": f"gcloud storage buckets create gs://{plan.bucket} --location={r} --project={p}",
     }
-    if is_artifact_registry(plan["registry"]):
-        repo = plan["repository"].split("/")[1]
+    if is_artifact_registry(plan.registry):
+        repo = plan.repository.split("/")[1]
         out["artifact_registry"] = (
             f"gcloud artifacts repositories create {repo} --repository-format=docker "
-            f"--location={ar_location(plan['registry'])} --project={p}"
+            f"--location={ar_location(plan.registry)} --project={p}"
         )
-    if plan.get("service_account"):
-        name = plan["service_account"].split("@", 1)[0]
+    if plan.service_account:
+        name = plan.service_account.split("@", 1)[0]
         out["service_account"] = f"gcloud iam service-accounts create {name} --project={p}"
     return out
 
@@ -64,26 +64,14 @@ def ar_location(registry_base: str) -> str:
     return endpoints.parse_registry(registry_base).host.split("-docker.pkg.dev")[0]
 
 
-def endpoint_to_use(override: str | None, private: bool, default: str | None) -> str | None:
-    """Where to check, or None for "not checked".
-
-    An override wins; in a private setup (another endpoint overridden) the
-    real API is never called without its own override; otherwise the
-    default, which is None for APIs that are only checked when overridden.
-    """
-    if override:
-        return override
-    return None if private else default
-
-
 # -- the checks ---------------------------------------------------------------
 
 
-def check_repository(plan: dict, auth) -> Finding:
+def check_repository(plan: Plan, auth) -> Finding:
     from tools.launch import registry
 
-    unknown = registry.missing_repository(plan["registry"], plan["repository"], auth=auth)
-    where = f"{plan['registry']}/{plan['repository']}"
+    unknown = registry.missing_repository(plan.registry, plan.repository, auth=auth)
+    where = f"{plan.registry}/{plan.repository}"
     if unknown is None:
         return Finding("artifact_registry", OK, f"{where}: push can start")
     return Finding("artifact_registry", MISSING, f"{where}: {unknown}")
@@ -114,43 +102,42 @@ def lookup_bucket(project: str, bucket: str, endpoint: str):
         raise PreflightError(f"storage API {endpoint} unreachable: {type(e).__name__}: {e}") from None
 
 
-def check_bucket(plan: dict, endpoint: str) -> Finding:
-    bucket = f"gs://{plan['bucket']}"
-    found = lookup_bucket(plan["project"], plan["bucket"], endpoint)
+def check_bucket(plan: Plan, endpoint: str) -> Finding:
+    bucket = f"gs://{plan.bucket}"
+    found = lookup_bucket(plan.project, plan.bucket, endpoint)
     if found is None:
         return Finding("bucket", MISSING, f"{bucket} does not exist")
     return Finding("bucket", OK, f"{bucket} exists ({found.location_type} {found.location})")
 
 
-def storage_endpoint(args) -> str | None:
-    """Where the bucket may be read: --storage-endpoint, Google's, or None in a private setup."""
-    private = bool(args.registry or args.vertex_endpoint or args.quota_endpoint)
-    return endpoint_to_use(args.storage_endpoint, private, STORAGE_DEFAULT)
+def storage_endpoint(eps: endpoints.Endpoints) -> str | None:
+    """Where the bucket may be read: --storage-endpoint, Google's, or None (not to be called)."""
+    return (eps.storage or STORAGE_DEFAULT) if eps.may_call("storage") else None
 
 
-def bucket_location(project: str, bucket: str, args) -> tuple[str | None, str | None]:
+def bucket_location(project: str, bucket: str, eps: endpoints.Endpoints) -> tuple[str | None, str | None]:
     """(location, locationType) of the output bucket from its metadata; (None, None) if unknown.
 
     Unknown when the bucket may not be read here (private setup without
     --storage-endpoint) or does not exist yet (preflight then says how to create it).
     """
-    endpoint = storage_endpoint(args)
+    endpoint = storage_endpoint(eps)
     found = lookup_bucket(project, bucket, endpoint) if endpoint else None
     if found is None:
         return None, None
     return found.location, found.location_type
 
 
-def check_service_account(plan: dict, endpoint: str) -> Finding:
+def check_service_account(plan: Plan, endpoint: str) -> Finding:
     """GET v1/projects/P/serviceAccounts/EMAIL on the IAM API (200: exists, 404: missing)."""
     import google.auth.transport.requests
     import requests
 
     endpoints.api_endpoint(endpoint)
     base = endpoint if "://" in endpoint else "https://" + endpoint
-    email = plan["service_account"]
+    email = plan.service_account
     session = google.auth.transport.requests.AuthorizedSession(endpoints.google_credentials(endpoint))
-    url = f"{base.rstrip('/')}/v1/projects/{plan['project']}/serviceAccounts/{email}"
+    url = f"{base.rstrip('/')}/v1/projects/{plan.project}/serviceAccounts/{email}"
     try:
         resp = session.get(url, timeout=30)
     except requests.RequestException as e:
@@ -162,21 +149,19 @@ def check_service_account(plan: dict, endpoint: str) -> Finding:
     raise PreflightError(f"IAM API {endpoint}: HTTP {resp.status_code} for {email}: {resp.text[:200]}")
 
 
-def run(plan: dict, args, auth) -> list[Finding]:
+def run(plan: Plan, eps: endpoints.Endpoints, auth) -> list[Finding]:
     """Every check that may run here; the others come back as UNCHECKED with why."""
-    private = bool(args.registry or args.vertex_endpoint or args.quota_endpoint)
     findings = [check_repository(plan, auth)]
-    storage = storage_endpoint(args)
+    storage = storage_endpoint(eps)
     findings.append(check_bucket(plan, storage) if storage else Finding(
-        "bucket", UNCHECKED, f"gs://{plan['bucket']}: endpoints are overridden but --storage-endpoint is not"))
-    if plan.get("service_account"):
-        iam = endpoint_to_use(args.iam_endpoint, private, None)
-        findings.append(check_service_account(plan, iam) if iam else Finding(
-            "service_account", UNCHECKED, f"{plan['service_account']}: no --iam-endpoint given"))
+        "bucket", UNCHECKED, f"gs://{plan.bucket}: {eps.why_not('storage')}"))
+    if plan.service_account:
+        findings.append(check_service_account(plan, eps.iam) if eps.may_call("iam") else Finding(
+            "service_account", UNCHECKED, f"{plan.service_account}: {eps.why_not('iam')}"))
     return findings
 
 
-def report(plan: dict, findings: list[Finding]) -> list[str]:
+def report(plan: Plan, findings: list[Finding]) -> list[str]:
     """Log lines; raises PreflightError listing each missing thing and its create command."""
     cmds = commands(plan)
     lines, missing = [], []

@@ -1,17 +1,22 @@
 """Table-driven tests of preflight's pure parts: create commands, which endpoint to call, the report."""
 
+import types
+
 import pytest
 
+from tools.launch import endpoints as E
 from tools.launch import preflight as PF
 
-AR_PLAN = {
+# The plan fields preflight reads (a full Plan is made and tested in tests/launch_*_test.py).
+AR_FIELDS = {
     "project": "proj", "region": "us-west1", "bucket": "proj-arr-coc",
     "registry": "https://us-west1-docker.pkg.dev",
     "repository": "proj/arr-coc-registry/arr-trainer",
     "service_account": "trainer@proj.iam.gserviceaccount.com",
 }
-LOCAL_PLAN = dict(AR_PLAN, registry="http://127.0.0.1:5000", repository="team/arr-trainer",
-                  service_account=None)
+AR_PLAN = types.SimpleNamespace(**AR_FIELDS)
+LOCAL_PLAN = types.SimpleNamespace(**dict(AR_FIELDS, registry="http://127.0.0.1:5000", repository="team/arr-trainer",
+                                          service_account=None))
 
 
 @pytest.mark.parametrize(
@@ -30,17 +35,16 @@ def test_create_commands(plan, what, command):
 
 
 @pytest.mark.parametrize(
-    "override,private,default,expected",
+    "eps,expected",
     [
-        ("http://127.0.0.1:9", True, PF.STORAGE_DEFAULT, "http://127.0.0.1:9"),  # override wins
-        ("http://127.0.0.1:9", False, None, "http://127.0.0.1:9"),
-        (None, False, PF.STORAGE_DEFAULT, PF.STORAGE_DEFAULT),  # real setup: the real API
-        (None, True, PF.STORAGE_DEFAULT, None),  # private setup: never Google without its own flag
-        (None, False, None, None),  # IAM: only ever with --iam-endpoint
+        (E.Endpoints(registry="http://127.0.0.1:5000", storage="http://127.0.0.1:9"), "http://127.0.0.1:9"),
+        (E.Endpoints(storage="http://127.0.0.1:9"), "http://127.0.0.1:9"),  # the override wins
+        (E.Endpoints(), PF.STORAGE_DEFAULT),  # real setup: the real API
+        (E.Endpoints(vertex="http://127.0.0.1:9"), None),  # private setup: never Google without its own flag
     ],
 )
-def test_endpoint_to_use(override, private, default, expected):
-    assert PF.endpoint_to_use(override, private, default) == expected
+def test_storage_endpoint(eps, expected):
+    assert PF.storage_endpoint(eps) == expected
 
 
 def test_report_notes_unchecked_with_the_create_command():

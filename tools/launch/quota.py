@@ -4,13 +4,10 @@ from __future__ import annotations
 
 from tools.launch import endpoints
 from tools.launch import tables as T
+from tools.launch.errors import QuotaError
 
 DEFAULT_ENDPOINT = "cloudquotas.googleapis.com"
 API_TIMEOUT_S = 30.0  # every API call carries a timeout: a hung endpoint must not hang the plan
-
-
-class QuotaError(RuntimeError):
-    """The quota API could not be read; says which endpoint and why."""
 
 
 def _client(endpoint: str | None):

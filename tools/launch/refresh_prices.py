@@ -28,13 +28,10 @@ import tomllib
 
 from tools.launch import endpoints
 from tools.launch import tables as T
+from tools.launch.errors import RefreshError
 
 DEFAULT_ENDPOINT = "cloudbilling.googleapis.com"
 COLUMNS = ("on_demand", "spot", "flex_start")
-
-
-class RefreshError(RuntimeError):
-    """The catalog could not be read or gave nothing usable; says what to check."""
 
 
 @dataclasses.dataclass(frozen=True)

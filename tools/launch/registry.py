@@ -37,7 +37,8 @@ import urllib.parse
 
 import requests
 
-from tools.launch import endpoints, image
+from tools.launch import built_image, endpoints
+from tools.launch.errors import RegistryError
 
 DEFAULT_CHUNK = 32 << 20  # blobs above this go in chunked PATCHes
 DEFAULT_JOBS = 4
@@ -47,10 +48,6 @@ RESUMES = 8  # 416 resumptions within one upload session
 TIMEOUT = (10, 300)  # connect, read
 RETRY_STATUSES = frozenset({429, 502, 503, 504})  # transient by HTTP semantics; 500 is not
 MAX_WAIT = 60.0  # seconds: cap on one wait, a registry's Retry-After included
-
-
-class RegistryError(RuntimeError):
-    """A push failed for a reason the user can act on (unreachable, auth, protocol)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,7 +67,6 @@ class PushReport:
     tag: str
     blobs_uploaded: int = 0
     blobs_skipped: int = 0
-    blobs_mounted: int = 0
     blobs_restarted: int = 0  # new upload sessions after a 404 on the old one
     chunk_resumes: int = 0  # 416s answered by resuming at the registry's offset
     bytes_uploaded: int = 0
@@ -321,10 +317,7 @@ class Session:
     def _fetch_token(self, params: dict) -> str:
         """Asks the token realm named by the challenge for a pull,push token."""
         realm = self._realm = check_realm(params.get("realm"), self.base)
-        scopes = {push_scope(self.repository)}
-        if params.get("scope") and not params["scope"].startswith(f"repository:{self.repository}:"):
-            scopes.add(params["scope"])  # e.g. the source repository of a mount
-        query = [("scope", s) for s in sorted(scopes)]
+        query = [("scope", push_scope(self.repository))]
         if params.get("service"):
             query.insert(0, ("service", params["service"]))
         headers = {"Authorization": self.auth.header()} if self.auth else {}
@@ -423,13 +416,12 @@ class Pusher:
     """Pushes the blobs and manifest of one layout to one repository."""
 
     def __init__(self, session: Session, layout_dir: str, *, chunk_size: int = DEFAULT_CHUNK,
-                 jobs: int = DEFAULT_JOBS, mount_from: str | None = None,
+                 jobs: int = DEFAULT_JOBS,
                  progress: bool | None = None, restarts: int = RESTARTS, resumes: int = RESUMES):
         self.s = session
         self.layout = layout_dir
         self.chunk_size = chunk_size
         self.jobs = jobs
-        self.mount_from = mount_from
         self.restarts = restarts
         self.resumes = resumes
         self.progress_enabled = show_progress(progress, sys.stderr)
@@ -458,7 +450,7 @@ class Pusher:
             raise
 
     def push_blob(self, digest: str, size: int, progress: _Progress) -> None:
-        """HEAD, then mount or upload; a lost upload session (404) starts the blob again."""
+        """HEAD, then upload; a lost upload session (404) starts the blob again."""
         for restart in range(self.restarts + 1):
             try:
                 if self.blob_exists(digest):  # also catches a closing PUT whose answer was lost
@@ -476,16 +468,9 @@ class Pusher:
                 self._count("blobs_restarted")
 
     def _upload(self, digest: str, size: int, progress: _Progress) -> None:
-        start_url = self.s.url("blobs/uploads/")
-        if self.mount_from:
-            start_url = with_query(start_url, mount=digest, **{"from": self.mount_from})
-        resp = self.s.request("POST", start_url, allow=(201, 202))
-        if resp.status_code == 201:  # mounted from the other repository
-            self._count("blobs_mounted")
-            progress.add(size)
-            return
+        resp = self.s.request("POST", self.s.url("blobs/uploads/"), allow=(202,))
         location = resolve_location(self.s, resp)
-        path = image.blob_path(self.layout, digest)
+        path = built_image.blob_path(self.layout, digest)
         if size <= self.chunk_size:
             resp = self.s.request(
                 "PUT", with_query(location, digest=digest),
@@ -555,7 +540,7 @@ class Pusher:
     # -- manifests -----------------------------------------------------------
 
     def _read_blob(self, digest: str) -> bytes:
-        with open(image.blob_path(self.layout, digest), "rb") as f:
+        with open(built_image.blob_path(self.layout, digest), "rb") as f:
             return f.read()
 
     def put_manifest(self, ref: str, body: bytes, media_type: str) -> None:
@@ -572,7 +557,7 @@ class Pusher:
     def push(self, digest: str, tag: str | None) -> PushReport:
         """Blobs in parallel, then the manifest by digest, then the short tag."""
         t0 = time.monotonic()
-        desc = image.check_layout(self.layout, digest)
+        desc = built_image.check_layout(self.layout, digest)
         body = self._read_blob(digest)
         manifest = json.loads(body)
         media_type = manifest.get("mediaType") or desc.get("mediaType")
@@ -623,12 +608,12 @@ def push_layout(registry: str, repository_name: str, layout_dir: str, digest: st
     repository = reg.repository(repository_name)
     session = Session(reg.base, repository, auth, RetryPolicy(retries, backoff, max_wait))
     if tag == "":
-        tag = image.short_tag(digest)
+        tag = built_image.short_tag(digest)
     try:
         report = Pusher(session, layout_dir, **kwargs).push(digest, tag)
     except requests.RequestException as e:  # anything not classified above
         raise RegistryError(f"registry {reg.base}: {e}") from None
-    report.reference = image.reference(reg.host, repository, digest)
+    report.reference = built_image.reference(reg.host, repository, digest)
     return report
 
 
@@ -677,7 +662,7 @@ def artifact_registry_auth(credentials) -> BasicAuth:
     return BasicAuth("oauth2accesstoken", credentials.token)
 
 
-def auth_from_env(env=os.environ) -> BasicAuth | None:
+def auth_from_env(environ=os.environ) -> BasicAuth | None:
     """Registry credentials for non-Google registries, from the environment (never argv)."""
-    user, password = env.get("ARR_REGISTRY_USER"), env.get("ARR_REGISTRY_PASSWORD")
+    user, password = environ.get("ARR_REGISTRY_USER"), environ.get("ARR_REGISTRY_PASSWORD")
     return BasicAuth(user, password) if user and password is not None else None

@@ -16,13 +16,15 @@ import os
 import pathlib
 import tempfile
 
+from tools.launch.errors import WatchLocked
+
 KEEP = 50
 
 
-def default_path(env=os.environ) -> pathlib.Path:
-    if env.get("ARR_LAUNCH_STATE"):
-        return pathlib.Path(env["ARR_LAUNCH_STATE"])
-    base = env.get("XDG_STATE_HOME") or os.path.join(env.get("HOME", "."), ".local", "state")
+def default_path(environ=os.environ) -> pathlib.Path:
+    if environ.get("ARR_LAUNCH_STATE"):
+        return pathlib.Path(environ["ARR_LAUNCH_STATE"])
+    base = environ.get("XDG_STATE_HOME") or os.path.join(environ.get("HOME", "."), ".local", "state")
     return pathlib.Path(base) / "arr-coc" / "launches.json"
 
 
@@ -73,10 +75,6 @@ def update(path: pathlib.Path, launch_id: str, **fields) -> dict:
         record.update(fields)
         save(path, launches)
         return dict(record)
-
-
-class WatchLocked(RuntimeError):
-    """Another launcher process is already watching this launch."""
 
 
 @contextlib.contextmanager

@@ -34,14 +34,11 @@ import time
 from tools.launch import candidates as C
 from tools.launch import plan as P
 from tools.launch import vertex
+from tools.launch.errors import Stopped
 
 QUEUED = {"JOB_STATE_QUEUED", "JOB_STATE_PENDING"}
 MAX_BACKOFF_S = 300.0
 CANCEL_CONFIRM_POLLS = 40
-
-
-class Stopped(RuntimeError):
-    """Supervision ended without the job running or succeeding (exit 1); says why."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,9 +51,9 @@ class Policy:
     max_attempts: int = 5
     max_cost: float | None = None
 
-    def queue_limit(self, plan: dict, scheduling: str) -> float:
+    def queue_limit(self, plan: P.Plan, scheduling: str) -> float:
         """FLEX_START waits for capacity by design: its limit is its own max_wait_s."""
-        return float(plan["max_wait_s"]) if scheduling == "FLEX_START" else self.max_queue_s
+        return float(plan.max_wait_s) if scheduling == "FLEX_START" else self.max_queue_s
 
     def as_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -65,9 +62,9 @@ class Policy:
     def from_json(cls, data: dict) -> Policy:
         return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data})
 
-    def describe(self, plan: dict) -> dict:
+    def describe(self, plan: P.Plan) -> dict:
         """The policy as --dry-run shows it, with the queue limit of the plan's scheduling."""
-        return {**self.as_json(), "queue_limit_s": self.queue_limit(plan, plan["scheduling"]),
+        return {**self.as_json(), "queue_limit_s": self.queue_limit(plan, plan.scheduling),
                 "what_counts_as_capacity": C.capacity_policy()}
 
 
@@ -102,7 +99,7 @@ class Result:
 class Supervisor:
     """Submits and watches one launch; every decision is persisted through STORE."""
 
-    def __init__(self, plan: dict, policy: Policy, launch_id: str, client_factory, store, *,
+    def __init__(self, plan: P.Plan, policy: Policy, launch_id: str, client_factory, store, *,
                  logs=None, log=lambda msg: print(msg, file=sys.stderr, flush=True),
                  now=time.time, sleep=time.sleep, attempts=None, blocked=None):
         self.plan, self.policy, self.launch_id = plan, policy, launch_id
@@ -110,14 +107,14 @@ class Supervisor:
         self.now, self.sleep = now, sleep
         self.attempts: list[dict] = list(attempts or [])
         self.blocked = blocked or C.Blocklist()
-        self.cands = P.candidates_from_plan(plan)
+        self.cands = plan.kept
 
     # -- submission ----------------------------------------------------------
 
     def start(self, force: bool = False):
         """The launch's job: an existing one with this launch id (a rerun), else a new one."""
         existing = vertex.reachable(
-            lambda: vertex.find_launch(self.clients, self.plan["project"], [c.region for c in self.cands],
+            lambda: vertex.find_launch(self.clients, self.plan.project, [c.region for c in self.cands],
                                        self.launch_id),
             f"looking up launch id {self.launch_id}")
         if existing is not None:
@@ -152,7 +149,7 @@ class Supervisor:
             "attempt": len(self.attempts) + 1, "job": job.name, "region": cand.region,
             "gpu": cand.gpu, "machine_type": cand.machine_type, "accelerator_type": cand.accelerator_type,
             "accelerator_count": cand.accelerator_count, "scheduling": cand.scheduling,
-            "price_per_hour": cand.price_per_hour, "nodes": int(self.plan.get("nodes", 1)),
+            "price_per_hour": cand.price_per_hour, "nodes": self.plan.nodes,
             "outcome": outcome, "running_s": 0.0,
         })
         self._persist(job)
@@ -178,7 +175,7 @@ class Supervisor:
         if nxt is None:
             raise Stopped("no candidate left in the plan: every one failed or is blocked")
         if self.policy.max_cost is not None:
-            estimate = self.cost_so_far() + (nxt.price_per_hour or 0.0) * int(self.plan.get("nodes", 1))
+            estimate = self.cost_so_far() + (nxt.price_per_hour or 0.0) * self.plan.nodes
             if estimate > self.policy.max_cost:
                 raise Stopped(f"estimated cost {estimate:.2f} (spent {self.cost_so_far():.2f} + one hour of "
                               f"{nxt.machine_type} in {nxt.region}) would pass --max-cost {self.policy.max_cost:g}")
@@ -188,7 +185,7 @@ class Supervisor:
         self.blocked.record(cand, scope)
         self._persist(job)
         self._check_limits()
-        self.log(f"{why}: relaunching run {self.plan['run_name']!r} on the next candidate")
+        self.log(f"{why}: relaunching run {self.plan.run_name!r} on the next candidate")
         try:
             return self._submit(check_active=True)
         except vertex.CandidatesExhausted as e:
@@ -301,14 +298,14 @@ class Supervisor:
         """The result line: the job, where it runs, its state and every attempt."""
         last = self.attempts[-1]
         out = {
-            "job": job.name, "launch_id": self.launch_id, "run_name": self.plan["run_name"],
+            "job": job.name, "launch_id": self.launch_id, "run_name": self.plan.run_name,
             "region": last["region"], "machine_type": last["machine_type"],
             "accelerator_type": last["accelerator_type"], "accelerator_count": last["accelerator_count"],
             "nodes": last["nodes"], "state": vertex.state_name(job), "attempts": self.attempts,
-            "cost_so_far": round(self.cost_so_far(), 4), "currency": self.plan.get("currency"),
+            "cost_so_far": round(self.cost_so_far(), 4), "currency": self.plan.currency,
         }
         if out["state"] == "JOB_STATE_SUCCEEDED":
-            out["model_dir"] = f"{self.plan['base_output_dir']}/model"
+            out["model_dir"] = f"{self.plan.base_output_dir}/model"
         return out
 
 

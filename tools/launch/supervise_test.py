@@ -7,7 +7,7 @@ import pytest
 
 from tools.launch import supervise as S
 
-PLAN = {"max_wait_s": 7200}
+PLAN = types.SimpleNamespace(max_wait_s=7200)  # the one plan field the queue limit reads
 
 
 @pytest.mark.parametrize(

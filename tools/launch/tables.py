@@ -16,14 +16,12 @@ import pathlib
 import re
 import tomllib
 
+from tools.launch.errors import TableError
+
 DATA_DIR = pathlib.Path(__file__).resolve().parent / "data"
 
 SCHEDULINGS = ("SPOT", "STANDARD", "FLEX_START")
 QUOTA_SERVICE = "aiplatform.googleapis.com"
-
-
-class TableError(ValueError):
-    """A request the data tables cannot satisfy; the message says what to fix."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -15,6 +15,7 @@ import time
 from tools.launch import candidates as C
 from tools.launch import endpoints
 from tools.launch import plan as P
+from tools.launch.errors import CandidatesExhausted, SubmitError
 
 ACTIVE_STATES = {
     "JOB_STATE_QUEUED", "JOB_STATE_PENDING", "JOB_STATE_RUNNING", "JOB_STATE_CANCELLING",
@@ -26,10 +27,6 @@ TERMINAL_STATES = {
 }
 UNCLEAR_RETRIES = 3
 API_TIMEOUT_S = 30.0  # every Vertex call carries it: a hung connection must not hang the launcher
-
-
-class SubmitError(RuntimeError):
-    """Submission failed for a reason failover cannot fix; says what was tried."""
 
 
 def _v1():
@@ -59,7 +56,7 @@ def check_launch_id(launch_id: str) -> str:
     return launch_id
 
 
-def labels(plan: dict, launch_id: str, attempt: int = 1) -> dict:
+def labels(plan: P.Plan, launch_id: str, attempt: int = 1) -> dict:
     """Provenance on the job, not in the image (so the digest stays stable).
 
     Label values are limited to 63 characters: the image digest label keeps
@@ -68,37 +65,37 @@ def labels(plan: dict, launch_id: str, attempt: int = 1) -> dict:
     is looked up as exactly that attempt.
     """
     return {
-        "image_sha256": plan["digest"].split(":", 1)[1][:63],
-        "git_commit": (plan["git_commit"] or "unknown")[:63],
-        "git_dirty": "true" if plan["git_dirty"] else "false",
+        "image_sha256": plan.digest.split(":", 1)[1][:63],
+        "git_commit": (plan.git_commit or "unknown")[:63],
+        "git_dirty": "true" if plan.git_dirty else "false",
         "launch_id": launch_id,
         "attempt": str(attempt),
-        "run_name": plan["run_name"],
+        "run_name": plan.run_name,
     }
 
 
 SECRET_REFS_ENV = "ARR_SECRET_REFS"  # the trainer resolves these with Secret Manager at start
 
 
-def env_vars(plan: dict, cand: C.Candidate) -> dict:
+def env_vars(plan: P.Plan, cand: C.Candidate) -> dict:
     """Hyperparameters plus what the trainer needs to know about its placement.
 
     Secrets travel as Secret Manager references only (ENV=projects/P/secrets/S[/versions/V]);
     their values never enter the job spec.
     """
     env = {
-        **plan["env"],
+        **plan.env,
         "CUDA_VISIBLE_DEVICES": ",".join(str(i) for i in range(cand.accelerator_count)),
         "TRAINING_GPU": cand.gpu,
-        "ARR_RUN_NAME": plan["run_name"],
-        "ARR_IMAGE": plan["image"],
+        "ARR_RUN_NAME": plan.run_name,
+        "ARR_IMAGE": plan.image,
     }
-    if plan.get("secrets"):
-        env[SECRET_REFS_ENV] = ",".join(f"{k}={v}" for k, v in sorted(plan["secrets"].items()))
+    if plan.secrets:
+        env[SECRET_REFS_ENV] = ",".join(f"{k}={v}" for k, v in sorted(plan.secrets.items()))
     return env
 
 
-def build_job(plan: dict, cand: C.Candidate, launch_id: str, attempt: int = 1):
+def build_job(plan: P.Plan, cand: C.Candidate, launch_id: str, attempt: int = 1):
     """The CustomJob for one candidate: image by digest, chief + workers, resumable output.
 
     Pool 0 is the chief (one replica); with --nodes N pool 1 holds N-1 workers
@@ -109,12 +106,12 @@ def build_job(plan: dict, cand: C.Candidate, launch_id: str, attempt: int = 1):
 
     strategy = v1.Scheduling.Strategy[cand.scheduling]
     scheduling = v1.Scheduling(
-        timeout=duration_pb2.Duration(seconds=int(plan["timeout_s"])),
+        timeout=duration_pb2.Duration(seconds=int(plan.timeout_s)),
         restart_job_on_worker_restart=True,
         strategy=strategy,
     )
     if cand.scheduling == "FLEX_START":
-        scheduling.max_wait_duration = duration_pb2.Duration(seconds=int(plan["max_wait_s"]))
+        scheduling.max_wait_duration = duration_pb2.Duration(seconds=int(plan.max_wait_s))
 
     def pool(replicas: int):
         return v1.WorkerPoolSpec(
@@ -125,21 +122,21 @@ def build_job(plan: dict, cand: C.Candidate, launch_id: str, attempt: int = 1):
             ),
             replica_count=replicas,
             container_spec=v1.ContainerSpec(
-                image_uri=plan["image"],
+                image_uri=plan.image,
                 env=[v1.EnvVar(name=k, value=str(v)) for k, v in env_vars(plan, cand).items()],
             ),
         )
 
-    nodes = int(plan.get("nodes", 1))
+    nodes = int(plan.nodes)
     pools = [pool(1)] + ([pool(nodes - 1)] if nodes > 1 else [])
     spec = v1.CustomJobSpec(
         worker_pool_specs=pools,
         scheduling=scheduling,
-        base_output_directory=v1.GcsDestination(output_uri_prefix=plan["base_output_dir"]),
+        base_output_directory=v1.GcsDestination(output_uri_prefix=plan.base_output_dir),
     )
-    if plan.get("service_account"):
-        spec.service_account = plan["service_account"]
-    return v1.CustomJob(display_name=plan["run_name"], labels=labels(plan, launch_id, attempt),
+    if plan.service_account:
+        spec.service_account = plan.service_account
+    return v1.CustomJob(display_name=plan.run_name, labels=labels(plan, launch_id, attempt),
                         job_spec=spec)
 
 
@@ -241,7 +238,7 @@ class Attempt:
     job: str | None = None
 
 
-def submit(plan: dict, launch_id: str, client_factory, *, blocked: C.Blocklist | None = None,
+def submit(plan: P.Plan, launch_id: str, client_factory, *, blocked: C.Blocklist | None = None,
            attempt: int = 1, check_active: bool = True,
            log=lambda msg: print(msg, file=sys.stderr), backoff: float = 1.0):
     """Submits exactly one CustomJob, walking the plan's candidates on quota/capacity errors.
@@ -253,15 +250,15 @@ def submit(plan: dict, launch_id: str, client_factory, *, blocked: C.Blocklist |
     """
     from google.api_core import exceptions as gexc
 
-    cands = P.candidates_from_plan(plan)
+    cands = plan.kept
     blocked = blocked if blocked is not None else C.Blocklist()
     if check_active:
         running = reachable(
-            lambda: active_runs(client_factory, plan["project"], [c.region for c in cands], plan["run_name"]),
+            lambda: active_runs(client_factory, plan.project, [c.region for c in cands], plan.run_name),
             "listing active jobs of this run name")
         if running:
             raise SubmitError(
-                f"run {plan['run_name']!r} is already active ({', '.join(j.name for j in running)}); "
+                f"run {plan.run_name!r} is already active ({', '.join(j.name for j in running)}); "
                 "wait for it, cancel it, or pass --force"
             )
     attempts: list[Attempt] = []
@@ -274,7 +271,7 @@ def submit(plan: dict, launch_id: str, client_factory, *, blocked: C.Blocklist |
         def found():
             """This attempt's job if an unclear create made it after all (recorded), else None."""
             existing = reachable(
-                lambda: find_by_launch_id(client, plan["project"], cand.region, launch_id, attempt),
+                lambda: find_by_launch_id(client, plan.project, cand.region, launch_id, attempt),
                 f"looking up launch id {launch_id}")
             if existing is not None:
                 log(f"launch {launch_id} was submitted after all: {existing.name}")
@@ -286,7 +283,7 @@ def submit(plan: dict, launch_id: str, client_factory, *, blocked: C.Blocklist |
             if retry and (existing := found()) is not None:
                 return existing, cand, attempts
             try:
-                created = client.create_custom_job(parent=parent(plan["project"], cand.region),
+                created = client.create_custom_job(parent=parent(plan.project, cand.region),
                                                    custom_job=job, timeout=API_TIMEOUT_S)
                 attempts.append(Attempt(cand.region, cand.machine_type, "submitted", created.name))
                 return created, cand, attempts
@@ -314,10 +311,6 @@ def submit(plan: dict, launch_id: str, client_factory, *, blocked: C.Blocklist |
         "no candidate accepted the job; tried: "
         + ("; ".join(f"{a.region} {a.machine_type}: {a.outcome}" for a in attempts) or "nothing (all blocked)")
     )
-
-
-class CandidatesExhausted(RuntimeError):
-    """Every candidate of the plan failed or is blocked: nothing more to try (exit 1)."""
 
 
 def logs_hint(job_name: str) -> str:

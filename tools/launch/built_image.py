@@ -10,11 +10,9 @@ import json
 import os
 import re
 
+from tools.launch.errors import ImageError
+
 DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
-
-
-class ImageError(ValueError):
-    """The layout or digest file is missing or inconsistent."""
 
 
 def read_digest(digest_file: str) -> str:
