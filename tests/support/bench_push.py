@@ -37,6 +37,7 @@ import hashlib
 import io
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -146,6 +147,20 @@ def contenders(a) -> list[Contender]:
     return ours + ([] if a.no_skopeo else [Contender("skopeo")])
 
 
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a running process (/proc/PID/stat)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def client_cpu_s(who: Contender) -> float:
+    """CPU seconds of the pushing client so far: this process for ours, reaped children for skopeo
+    (the registry is a child too, but it is reaped only after the push)."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN if who.name == "skopeo" else resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
 def one_push(who: Contender, layout: str, digest: str, scratch: str | None, cache: str) -> dict:
     """WHO pushes LAYOUT into a fresh registry after setting the page cache; storage deleted after."""
     work = tempfile.mkdtemp(prefix=f"bench_push.{who.name}.", dir=scratch)
@@ -153,7 +168,10 @@ def one_push(who: Contender, layout: str, digest: str, scratch: str | None, cach
         with rs.running_registry(work) as reg:
             row = {"who": who.name, "cache": cache, **set_page_cache(layout, cache),
                    "loadavg": round(os.getloadavg()[0], 2)}
+            cpu0, reg0 = client_cpu_s(who), process_cpu_s(reg.process.pid)
             row["seconds"] = round(timed(lambda: who.push(reg, layout, digest))[0], 3)
+            row["client_cpu_s"] = round(client_cpu_s(who) - cpu0, 2)
+            row["registry_cpu_s"] = round(process_cpu_s(reg.process.pid) - reg0, 2)
             raw = rs.skopeo_inspect_raw(f"{reg.host}/arr-trainer@{digest}")
             assert "sha256:" + hashlib.sha256(raw).hexdigest() == digest, (who.name, reg.host)
     finally:
@@ -175,6 +193,11 @@ def summarize(rows: list[dict], names: list[str], caches: list[str]) -> dict:
     for cache in caches:
         by = {n: [r["seconds"] for r in rows if r["who"] == n and r["cache"] == cache] for n in names}
         summary = {f"{n}_median_s": round(statistics.median(v), 3) for n, v in by.items() if v}
+        for n in names:
+            for k in ("client_cpu_s", "registry_cpu_s"):
+                v = [r[k] for r in rows if r["who"] == n and r["cache"] == cache]
+                if v:
+                    summary[f"{n}_median_{k}"] = round(statistics.median(v), 2)
         summary.update({f"{n}_s": v for n, v in by.items()})
         if "skopeo" in by:
             for n in names:
