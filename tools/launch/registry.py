@@ -12,7 +12,7 @@ it relies on:
 - a blob is read once, by the kernel as it sends: bodies are views into a
   read-only memory map (no copy in Python), and the layout's digest is trusted
   (the registry hashes what it receives and refuses a mismatch);
-- a re-sent request re-opens its body (a consumed stream cannot be resent);
+- a re-sent request takes a fresh body (a consumed stream cannot be resent);
 - the manifest PUT needs the exact mediaType as Content-Type, after all blobs;
 - token registries (Artifact Registry too) hand out pull-only tokens for HEAD
   and challenge again for POST: ask for `pull,push`.
@@ -433,16 +433,15 @@ class _BlobMap:
     """
 
     def __init__(self, path: str, size: int):
-        self.path, self.size = path, size
         self._map = None
-        if size:
-            with open(path, "rb") as f:
+        with open(path, "rb") as f:
+            held = os.fstat(f.fileno()).st_size
+            if held != size:
+                raise RegistryError(f"blob {path} holds {held} bytes, its descriptor says "
+                                    f"{size}: rebuild the layout")
+            if size:
                 self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-            if len(self._map) != size:
-                self.close()
-                raise RegistryError(f"blob {path} holds {os.path.getsize(path)} bytes, its "
-                                    f"descriptor says {size}: rebuild the layout")
-            self._map.madvise(mmap.MADV_SEQUENTIAL)
+                self._map.madvise(mmap.MADV_SEQUENTIAL)
 
     def body(self, start: int, end: int):
         """A fresh body for bytes [START, END): a reader for requests, or b'' when empty."""
