@@ -99,13 +99,16 @@ def set_page_cache(layout_dir: str, state: str) -> dict:
     return {"resident_bytes": resident, "resident_share": round(resident / blob_bytes(layout_dir), 4)}
 
 
-def parse_chunks(text: str) -> list[int | None]:
-    """'8,32,mono' -> [8 MiB, 32 MiB, None]; None: every blob as one streamed PUT."""
+ONE_PUT = 1 << 62  # a chunk size no blob reaches: every blob goes in one PUT
+
+
+def parse_chunks(text: str) -> list[int]:
+    """'8,32,mono' -> [8 MiB, 32 MiB, ONE_PUT]."""
     out = []
     for part in text.split(","):
         part = part.strip()
         if part == "mono":
-            out.append(None)
+            out.append(ONE_PUT)
         elif part.isdigit() and int(part) > 0:
             out.append(int(part) << 20)
         else:
@@ -114,7 +117,7 @@ def parse_chunks(text: str) -> list[int | None]:
 
 
 class Contender:
-    """One way to push the image: ours with given settings, or skopeo."""
+    """One way to push the image: ours (default settings unless given), or skopeo."""
 
     def __init__(self, name: str, chunk_size: int | None = None, jobs: int | None = None):
         self.name, self.chunk_size, self.jobs = name, chunk_size, jobs
@@ -125,25 +128,18 @@ class Contender:
                             "--dest-tls-verify=false", f"oci:{layout}",
                             f"docker://{reg.host}/arr-trainer:x"], check=True, capture_output=True)
             return
-        kw = {"progress": False}
-        if self.chunk_size is not None or self.name.endswith("mono"):
-            kw["chunk_size"] = self.chunk_size if self.chunk_size is not None else 1 << 62
-        if self.jobs is not None:
-            kw["jobs"] = self.jobs
-        registry.push_layout(reg.url, "arr-trainer", layout, digest, **kw)
+        settings = {"chunk_size": self.chunk_size, "jobs": self.jobs}
+        registry.push_layout(reg.url, "arr-trainer", layout, digest, progress=False,
+                             **{k: v for k, v in settings.items() if v is not None})
 
 
 def contenders(a) -> list[Contender]:
-    ours = []
-    jobs = a.jobs
+    suffix = f"_jobs{a.jobs}" if a.jobs else ""
     if a.chunks:
-        for c in parse_chunks(a.chunks):
-            name = "ours_mono" if c is None else f"ours_chunk{c >> 20}"
-            ours.append(Contender(name + (f"_jobs{jobs}" if jobs else ""), c or None, jobs))
-            if c is None:
-                ours[-1].chunk_size = None
+        ours = [Contender(("ours_mono" if c == ONE_PUT else f"ours_chunk{c >> 20}") + suffix, c, a.jobs)
+                for c in parse_chunks(a.chunks)]
     else:
-        ours.append(Contender("ours" + (f"_jobs{jobs}" if jobs else ""), None, jobs))
+        ours = [Contender("ours" + suffix, None, a.jobs)]
     return ours + ([] if a.no_skopeo else [Contender("skopeo")])
 
 
