@@ -43,7 +43,7 @@ import requests
 
 from tools.launch import endpoints, image
 
-DEFAULT_CHUNK = 512 << 20  # blobs above this go in PATCHes of this size (docs/launch.md, "Push benchmark")
+DEFAULT_CHUNK = 512 << 20  # bigger blobs go in PATCHes of this size (measured: docs/launch.md)
 DEFAULT_JOBS = 4
 SEND_STEP = 8 << 20  # bytes handed to the socket at once; the next step is read ahead meanwhile
 RETRIES = 4  # re-sends of one request after a transient failure
