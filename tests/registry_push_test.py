@@ -95,6 +95,50 @@ def test_chunked_upload_with_relative_locations(registry, image, tmp_path):
     assert_landed(f"{registry.host}/arr-trainer", digest, tmp_path)
 
 
+def blob_sizes(layout: str, digest: str) -> dict:
+    """{digest: size} of the config and layers, from the manifest."""
+    with open(os.path.join(layout, "blobs", *digest.split(":"))) as f:
+        manifest = json.load(f)
+    return {d["digest"]: d["size"] for d in [manifest["config"], *manifest["layers"]]}
+
+
+@pytest.mark.parametrize("below", [0, 1], ids=["exactly-chunk-size", "one-byte-over"])
+def test_a_blob_up_to_the_chunk_size_goes_in_one_put_above_it_in_patches(registry, image, tmp_path,
+                                                                          below):
+    """The monolithic/chunked boundary: size == chunk_size is one PUT; one byte more is two PATCHes."""
+    layout, digest = image
+    biggest = max(blob_sizes(layout, digest).values())
+    chunk = biggest - below
+    with fp.fault_proxy(registry.url, []) as proxy:
+        report = push(proxy.url, layout, digest, chunk_size=chunk, jobs=1)
+    ranges = [r.content_range for r in proxy.seen if r.method == "PATCH"]
+    assert ranges == ([] if below == 0 else [f"0-{chunk - 1}", f"{chunk}-{chunk}"])
+    assert report.blobs_uploaded == 4 and report.bytes_uploaded == sum(blob_sizes(layout, digest).values())
+    assert_landed(f"{registry.host}/arr-trainer", digest, tmp_path)
+
+
+def test_the_largest_blob_starts_first(registry, image):
+    """It is the push's critical path: with one job its HEAD is the first request."""
+    layout, digest = image
+    sizes = blob_sizes(layout, digest)
+    with fp.fault_proxy(registry.url, []) as proxy:
+        push(proxy.url, layout, digest, jobs=1)
+    heads = [p.rsplit("/", 1)[1] for m, p, _ in proxy.log if m == "HEAD"]
+    assert heads == sorted(sizes, key=lambda d: -sizes[d])
+
+
+def test_a_blob_file_of_another_size_than_its_descriptor_is_refused(registry, image, tmp_path):
+    """A damaged layout says which file and what to do, instead of an opaque registry error."""
+    layout, digest = image
+    sizes = blob_sizes(layout, digest)
+    biggest = max(sizes, key=sizes.get)
+    path = os.path.join(layout, "blobs", *biggest.split(":"))
+    os.truncate(path, sizes[biggest] - 1)
+    with pytest.raises(R.RegistryError, match=rf"{sizes[biggest] - 1} bytes, its descriptor says "
+                                              rf"{sizes[biggest]}: rebuild the layout"):
+        push(registry.url, layout, digest)
+
+
 @pytest.mark.parametrize(
     "rules",
     [

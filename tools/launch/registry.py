@@ -9,7 +9,10 @@ it relies on:
 - POST starts an upload; its Location may be absolute (with `?_state=`) or
   relative, and each PATCH returns the next Location to follow;
 - large blobs go in chunked PATCHes with `Content-Range: START-END`;
-- a re-sent request re-opens its body (a consumed stream cannot be resent);
+- a blob is read once, by the kernel as it sends: bodies are views into a
+  read-only memory map (no copy in Python), and the layout's digest is trusted
+  (the registry hashes what it receives and refuses a mismatch);
+- a re-sent request takes a fresh body (a consumed stream cannot be resent);
 - the manifest PUT needs the exact mediaType as Content-Type, after all blobs;
 - token registries (Artifact Registry too) hand out pull-only tokens for HEAD
   and challenge again for POST: ask for `pull,push`.
@@ -28,6 +31,7 @@ import dataclasses
 import datetime
 import email.utils
 import json
+import mmap
 import os
 import re
 import sys
@@ -40,8 +44,9 @@ import requests
 from tools.launch import built_image, endpoints
 from tools.launch.errors import RegistryError
 
-DEFAULT_CHUNK = 32 << 20  # blobs above this go in chunked PATCHes
+DEFAULT_CHUNK = 512 << 20  # bigger blobs go in PATCHes of this size (measured: docs/launch.md)
 DEFAULT_JOBS = 4
+SEND_STEP = 8 << 20  # bytes handed to the socket at once; the next step is read ahead meanwhile
 RETRIES = 4  # re-sends of one request after a transient failure
 RESTARTS = 3  # new upload sessions for one blob after the registry lost one (404)
 RESUMES = 8  # 416 resumptions within one upload session
@@ -412,6 +417,70 @@ class _Progress:
             self.bar.close()
 
 
+class _BlobMap:
+    """A read-only memory map of one blob file; request bodies are views into it.
+
+    Why: the kernel copies the pages straight from the page cache into the
+    socket (no read into a Python buffer), a re-sent request takes a fresh view
+    instead of re-opening the file, and a 416 resume starts at any offset.
+    """
+
+    def __init__(self, path: str, size: int):
+        self._map = None
+        with open(path, "rb") as f:
+            held = os.fstat(f.fileno()).st_size
+            if held != size:
+                raise RegistryError(f"blob {path} holds {held} bytes, its descriptor says "
+                                    f"{size}: rebuild the layout")
+            if size:
+                self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+                self._map.madvise(mmap.MADV_SEQUENTIAL)
+
+    def body(self, start: int, end: int):
+        """A fresh body for bytes [START, END): a reader for requests, or b'' when empty."""
+        return _RangeReader(self._map, start, end) if end > start else b""
+
+    def close(self) -> None:
+        if self._map is not None:
+            try:
+                self._map.close()
+            except BufferError:  # a failed send still holds a view: it is freed with that view
+                pass
+            self._map = None
+
+    def __enter__(self) -> "_BlobMap":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class _RangeReader:
+    """File-like over [start, end) of a map: each read hands out a SEND_STEP view and
+    asks the kernel to read the following step ahead, so a cold disk read overlaps the send."""
+
+    def __init__(self, blob_map: mmap.mmap, start: int, end: int):
+        self._map, self._pos, self._end = blob_map, start, end
+        self._prefetch(start, min(end, start + SEND_STEP))
+
+    def __len__(self) -> int:  # requests takes the body's length from here
+        return self._end - self._pos
+
+    def _prefetch(self, start: int, end: int) -> None:
+        if end > start:
+            aligned = start - start % mmap.PAGESIZE
+            self._map.madvise(mmap.MADV_WILLNEED, aligned, end - aligned)
+
+    def read(self, _size: int = -1) -> memoryview | bytes:
+        if self._pos >= self._end:
+            return b""
+        stop = min(self._end, self._pos + SEND_STEP)
+        self._prefetch(stop, min(self._end, stop + SEND_STEP))
+        view = memoryview(self._map)[self._pos:stop]
+        self._pos = stop
+        return view
+
+
 class Pusher:
     """Pushes the blobs and manifest of one layout to one repository."""
 
@@ -470,18 +539,18 @@ class Pusher:
     def _upload(self, digest: str, size: int, progress: _Progress) -> None:
         resp = self.s.request("POST", self.s.url("blobs/uploads/"), allow=(202,))
         location = resolve_location(self.s, resp)
-        path = built_image.blob_path(self.layout, digest)
-        if size <= self.chunk_size:
-            resp = self.s.request(
-                "PUT", with_query(location, digest=digest),
-                body_factory=lambda: open(path, "rb"),
-                headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
-                allow=(201, 404),
-            )
-        else:
-            location = self._patch_chunks(location, path, size)
-            resp = self.s.request("PUT", with_query(location, digest=digest),
-                                  headers={"Content-Length": "0"}, allow=(201, 404))
+        with _BlobMap(built_image.blob_path(self.layout, digest), size) as blob:
+            if size <= self.chunk_size:
+                resp = self.s.request(
+                    "PUT", with_query(location, digest=digest),
+                    body_factory=lambda: blob.body(0, size),
+                    headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
+                    allow=(201, 404),
+                )
+            else:
+                location = self._patch_chunks(location, blob, size)
+                resp = self.s.request("PUT", with_query(location, digest=digest),
+                                      headers={"Content-Length": "0"}, allow=(201, 404))
         _check_session(resp)
         got = resp.headers.get("Docker-Content-Digest")
         if got and got != digest:
@@ -490,36 +559,33 @@ class Pusher:
         self._count("bytes_uploaded", size)
         progress.add(size)
 
-    def _patch_chunks(self, location: str, path: str, size: int) -> str:
+    def _patch_chunks(self, location: str, blob: _BlobMap, size: int) -> str:
         """Sends the blob in chunk_size pieces; returns the Location for the closing PUT.
 
         A 416 means the registry holds a different amount than sent so far: go
         on from the offset it reports (the 416's Range, else a GET on the session).
         """
         resumes = 0
-        with open(path, "rb") as f:
-            offset = 0
-            while offset < size:
-                f.seek(offset)
-                chunk = f.read(self.chunk_size)
-                end = offset + len(chunk) - 1
-                resp = self.s.request(
-                    "PATCH", location, body_factory=lambda c=chunk: c,
-                    headers={"Content-Type": "application/octet-stream",
-                             "Content-Range": f"{offset}-{end}",
-                             "Content-Length": str(len(chunk))},
-                    allow=(202, 404, 416),
-                )
-                _check_session(resp)
-                if resp.status_code == 416:
-                    resumes += 1
-                    if resumes > self.resumes:
-                        raise _SessionLost(f"{resumes} range mismatches (HTTP 416) in one session")
-                    location, offset = self._held(location, resp, size)
-                    self._count("chunk_resumes")
-                    continue
-                location = resolve_location(self.s, resp)
-                offset = end + 1
+        offset = 0
+        while offset < size:
+            end = min(size, offset + self.chunk_size) - 1
+            resp = self.s.request(
+                "PATCH", location, body_factory=lambda a=offset, b=end + 1: blob.body(a, b),
+                headers={"Content-Type": "application/octet-stream",
+                         "Content-Range": f"{offset}-{end}",
+                         "Content-Length": str(end + 1 - offset)},
+                allow=(202, 404, 416),
+            )
+            _check_session(resp)
+            if resp.status_code == 416:
+                resumes += 1
+                if resumes > self.resumes:
+                    raise _SessionLost(f"{resumes} range mismatches (HTTP 416) in one session")
+                location, offset = self._held(location, resp, size)
+                self._count("chunk_resumes")
+                continue
+            location = resolve_location(self.s, resp)
+            offset = end + 1
         return location
 
     def _held(self, location: str, refusal: requests.Response, size: int) -> tuple[str, int]:
@@ -573,8 +639,9 @@ class Pusher:
         progress = _Progress(self.report.bytes_total, self.progress_enabled)
         try:
             with concurrent.futures.ThreadPoolExecutor(self.jobs) as pool:
+                # Largest first: the biggest blob is the critical path, so it starts at once.
                 futures = [pool.submit(self._push_blob_unless_failed, d, s, progress)
-                           for d, s in blobs]
+                           for d, s in sorted(blobs, key=lambda b: -b[1])]
                 for f in concurrent.futures.as_completed(futures):
                     f.result()
         finally:
