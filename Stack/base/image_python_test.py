@@ -10,13 +10,15 @@ import pytest
 
 from tools.oci import pyc, py_layers
 
-BLOB = os.path.join(os.path.dirname(os.path.abspath(__file__)), "rootfs.tar.gz")
+HERE = os.path.dirname(os.path.abspath(__file__))
+BLOB = os.path.join(HERE, "rootfs.tar.gz")
 SOURCE = b"def f(x):\n    try:\n        return x + 1\n    except TypeError:\n        return None\n"
 
 
 @pytest.fixture(scope="module")
-def rootfs(tmp_path_factory):
-    return pyc.unpack_python(BLOB, str(tmp_path_factory.mktemp("rootfs")))
+def rootfs():
+    """The base's usr/ as the layer action wrote it beside the layer (a Bazel tree)."""
+    return os.path.join(HERE, "rootfs.python")
 
 
 def test_the_image_python_compiles_here_and_keeps_going_after_a_syntax_error(rootfs):
@@ -42,7 +44,7 @@ def test_py_layers_compiles_with_the_base_it_is_given(rootfs, tmp_path):
     manifest = tmp_path / "manifest"
     manifest.write_text(f"_main/app_pkg/m.py\t{src}\n")
     out = tmp_path / "layer.tar.gz"
-    assert py_layers.main(["--manifest", str(manifest), "--out", str(out), "--pyc", "--pyc-base", BLOB]) == 0
+    assert py_layers.main(["--manifest", str(manifest), "--out", str(out), "--pyc", "--pyc-root", rootfs]) == 0
     with tarfile.open(out) as tar:
         shipped = tar.extractfile("app/app_pkg/__pycache__/m.cpython-311.pyc").read()
     with pyc.ImagePython(rootfs) as python:

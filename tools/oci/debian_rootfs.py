@@ -225,7 +225,10 @@ def dpkg_entries(packages: list[tuple[str, dict[str, bytes], list[str]]]) -> lis
 
 
 def unpack_usr(fs: Rootfs, dest: str) -> str:
-    """Write the rootfs's usr/ (files, links, folders) under DEST, enough to run its python3.11."""
+    """Write the rootfs's usr/ under DEST, enough to run its python3.11: files,
+    folders, and each link as a relative link inside usr/ (links that leave
+    usr/ or dangle are left out), so DEST can be a Bazel tree artifact."""
+    links = []
     for path in sorted(fs.entries):
         entry = fs.entries[path]
         if not path.startswith("usr/"):
@@ -234,11 +237,17 @@ def unpack_usr(fs: Rootfs, dest: str) -> str:
         if entry.kind == DIR:
             os.makedirs(target, exist_ok=True)
         elif entry.kind == SYMLINK:
-            os.symlink(entry.target, target)
+            links.append((path, entry.target))
         else:
             with open(target, "wb") as f:
                 f.write(entry.data)
             os.chmod(target, 0o755 if (entry.mode or 0) & 0o111 else 0o644)
+    for path, link in links:
+        pointed = posixpath.normpath(link.lstrip("/") if link.startswith("/")
+                                     else posixpath.join(posixpath.dirname(path), link))
+        resolved = fs.resolve(pointed)
+        if resolved and resolved.startswith("usr/"):
+            os.symlink(posixpath.relpath(resolved, posixpath.dirname(path)), os.path.join(dest, path))
     return dest
 
 
@@ -297,6 +306,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", required=True, help="layer .tar.gz (a .json sidecar is written next to it)")
     parser.add_argument("--no-pyc", action="store_true")
     parser.add_argument("--architecture", help="image architecture (OCI name): refuse binaries for others")
+    parser.add_argument("--python-out", help="also write the base's usr/ here: its python3.11 compiles the image's .pyc")
     args = parser.parse_args(argv)
     debs = list(args.deb)
     if args.deb_dir:
@@ -306,6 +316,8 @@ def main(argv=None) -> int:
     started = time.monotonic()
     fs = build_rootfs(match_debs(lock, debs), compile_pyc=not args.no_pyc)
     info = layout.write_layer(fs.entries.values(), args.out, refuse_top=(), architecture=args.architecture)
+    if args.python_out:
+        unpack_usr(fs, args.python_out)
     with open(args.out + ".json", "w") as f:
         f.write(info.to_json())
     print(f"base: {len(fs.entries)} entries, {info.size / 1e6:.1f} MB gzip, {info.diff_id} "

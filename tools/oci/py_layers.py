@@ -24,7 +24,6 @@ import argparse
 import dataclasses
 import os
 import sys
-import tempfile
 import time
 
 if __package__ in (None, ""):
@@ -153,17 +152,16 @@ def main(argv=None) -> int:
     parser.add_argument("--name", default="layer", help="the layer group's name, for the log line")
     parser.add_argument("--out", required=True, help="layer .tar.gz; a .json sidecar is written next to it")
     parser.add_argument("--pyc", action="store_true", help="add deterministic .pyc")
-    parser.add_argument("--pyc-base", help="base layer blob whose python3.11 compiles the .pyc (else this Python)")
+    parser.add_argument("--pyc-root", help="an unpacked base whose usr/bin/python3.11 compiles the .pyc "
+                                           "(else this Python)")
     parser.add_argument("--listing", help="also write the sorted path listing here")
     parser.add_argument("--architecture", help="image architecture (OCI name): refuse binaries for others")
     args = parser.parse_args(argv)
     started = time.monotonic()
     entries, _dropped = layer_entries(read_manifest(args.manifest))
     if args.pyc:
-        with tempfile.TemporaryDirectory() as scratch:
-            rootfs = pyc.unpack_python(args.pyc_base, scratch) if args.pyc_base else None
-            with pyc.compiler(rootfs) as compiler:
-                entries = with_pyc(entries, compiler)
+        with pyc.compiler(args.pyc_root) as compiler:
+            entries = with_pyc(entries, compiler)
     info = layout.write_layer(entries, args.out, architecture=args.architecture)
     with open(args.out + ".json", "w") as f:
         f.write(info.to_json())

@@ -17,7 +17,6 @@ import os
 import posixpath
 import subprocess
 import sys
-import tarfile
 import warnings
 
 IMAGE_PYTHON = (3, 11)
@@ -165,11 +164,3 @@ def compiler(rootfs: str | None, log=sys.stderr):
         print(f"note: .pyc compiled by the host's Python {sys.version.split()[0]}, not the image's: {e}; "
               "the image digest may differ from one built on linux (docs/image.md)", file=log)
         return HostPython()
-
-
-def unpack_python(layer_blob: str, dest: str) -> str:
-    """Unpack the interpreter's files (usr/) of a base layer blob into DEST; returns DEST."""
-    with tarfile.open(layer_blob) as tar:
-        members = [m for m in tar.getmembers() if m.name.startswith("usr/") and (m.isfile() or m.isdir() or m.issym())]
-        tar.extractall(dest, members=members, filter="tar")
-    return dest

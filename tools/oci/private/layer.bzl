@@ -1,7 +1,7 @@
 """oci_layer: plain files at chosen paths; debian_base_layer: a root filesystem from locked .debs."""
 
 load(":common.bzl", "LAYER_EXEC", "split_platform", "tool_attr")
-load(":providers.bzl", "OciLayersInfo")
+load(":providers.bzl", "ImagePythonInfo", "OciLayersInfo")
 
 def _layer_outputs(ctx):
     blob = ctx.actions.declare_file(ctx.label.name + ".tar.gz")
@@ -40,9 +40,11 @@ oci_layer = rule(
 
 def _debian_base_layer_impl(ctx):
     blob, sidecar = _layer_outputs(ctx)
+    python = ctx.actions.declare_directory(ctx.label.name + ".python")
     _os, architecture = split_platform(ctx.attr.platform)
     args = ctx.actions.args()
     args.add("debian_rootfs")
+    args.add("--python-out", python.path)
     args.add("--lock", ctx.file.lock)
     args.add_all(ctx.files.debs, before_each = "--deb")
     args.add("--architecture", architecture)
@@ -51,7 +53,7 @@ def _debian_base_layer_impl(ctx):
         executable = ctx.executable._tool,
         arguments = [args],
         inputs = [ctx.file.lock] + ctx.files.debs,
-        outputs = [blob, sidecar],
+        outputs = [blob, sidecar, python],
         mnemonic = "OciDebianBase",
         progress_message = "Assembling the Debian base layer %{label}",
         execution_requirements = LAYER_EXEC,
@@ -59,6 +61,8 @@ def _debian_base_layer_impl(ctx):
     return [
         DefaultInfo(files = depset([blob, sidecar])),
         OciLayersInfo(layers = [blob], sidecars = [sidecar]),
+        ImagePythonInfo(root = python),
+        OutputGroupInfo(python = depset([python])),
     ]
 
 debian_base_layer = rule(

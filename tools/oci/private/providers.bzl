@@ -8,6 +8,11 @@ OciImageInfo = provider(
     },
 )
 
+ImagePythonInfo = provider(
+    doc = "An image's own interpreter, unpacked: it compiles the .pyc of the layers above it.",
+    fields = {"root": "tree artifact holding usr/ (usr/bin/python3.11 and what it loads)"},
+)
+
 OciLayersInfo = provider(
     doc = "Layer blobs in image order, each with a `<blob>.json` sidecar (digest, diff_id, size).",
     fields = {

@@ -20,7 +20,7 @@ reruns that layer alone, not the multi-GB torch layer.
 """
 
 load(":common.bzl", "LAYER_EXEC", "split_platform", "tool_attr")
-load(":providers.bzl", "OciLayersInfo")
+load(":providers.bzl", "ImagePythonInfo", "OciLayersInfo")
 
 def _wheel_platform_impl(_settings, attr):
     return {"//tools/python:wheel_platform": attr.platform}
@@ -148,9 +148,9 @@ def _py_image_layers_impl(ctx):
         if ctx.attr.pyc:
             args.add("--pyc")
         if ctx.attr.pyc and ctx.attr.python_layer:
-            python_blob = ctx.attr.python_layer[OciLayersInfo].layers[0]
-            args.add("--pyc-base", python_blob)
-            inputs.append(python_blob)
+            python = ctx.attr.python_layer[ImagePythonInfo].root
+            args.add("--pyc-root", python.path)
+            inputs.append(python)
         ctx.actions.run(
             executable = ctx.executable._tool,
             arguments = [args],
@@ -185,7 +185,7 @@ py_image_layers = rule(
         ),
         "pyc": attr.bool(default = True, doc = "ship deterministic unchecked-hash .pyc"),
         "python_layer": attr.label(
-            providers = [OciLayersInfo],
+            providers = [ImagePythonInfo],
             doc = "the layer holding the image's usr/bin/python3.11: it compiles the .pyc where the host " +
                   "can run it (.pyc bytes differ between 3.11 patch releases); else the build's Python does",
         ),
