@@ -25,6 +25,8 @@ import tempfile
 
 import pytest
 
+from tools.oci import layout
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 LAYOUT = os.path.realpath(os.path.join(HERE, "arr_trainer"))
 DIGEST_FILE = os.path.join(HERE, "arr_trainer.digest")
@@ -46,15 +48,6 @@ os.setuid(spec["uid"])
 os.execve(spec["argv"][0], spec["argv"], spec["env"])
 """
 
-
-def blob_path(digest: str) -> str:
-    algorithm, hexdigest = digest.split(":", 1)
-    return os.path.join(LAYOUT, "blobs", algorithm, hexdigest)
-
-
-def read_json_blob(digest: str) -> dict:
-    with open(blob_path(digest)) as f:
-        return json.load(f)
 
 
 def mounts_under(path: str) -> list[str]:
@@ -84,14 +77,11 @@ def resolve_user(root: str, user: str) -> tuple[int, int, str]:
 
 @pytest.fixture(scope="module")
 def image():
-    """(manifest, config) of the layout, checked against the .digest file."""
-    with open(os.path.join(LAYOUT, "index.json")) as f:
-        index = json.load(f)
-    (descriptor,) = index["manifests"]
+    """(digest, manifest, config) of the layout, checked against the .digest file."""
+    built = layout.read_layout(LAYOUT, only=True)
     with open(DIGEST_FILE) as f:
-        assert f.read() == descriptor["digest"] + "\n"
-    manifest = read_json_blob(descriptor["digest"])
-    return descriptor["digest"], manifest, read_json_blob(manifest["config"]["digest"])
+        assert f.read() == built.digest + "\n"
+    return built.digest, built.manifest, built.config
 
 
 @pytest.fixture(scope="module")

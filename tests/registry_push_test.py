@@ -20,6 +20,7 @@ from tests.support import loopback
 from tests.support import oci_images, registry_server as rs
 from tests.support import token_server as ts
 from tools.launch import registry as R
+from tools.oci import layout as oci_layout
 
 LAYERS = [{"base/a.bin": 200_000}, {"deps/b.bin": 150_000}, {"app/main.py": b"print('hi')\n"}]
 
@@ -95,10 +96,9 @@ def test_chunked_upload_with_relative_locations(registry, image, tmp_path):
     assert_landed(f"{registry.host}/arr-trainer", digest, tmp_path)
 
 
-def blob_sizes(layout: str, digest: str) -> dict:
+def blob_sizes(layout_dir: str, digest: str) -> dict:
     """{digest: size} of the config and layers, from the manifest."""
-    with open(os.path.join(layout, "blobs", *digest.split(":"))) as f:
-        manifest = json.load(f)
+    manifest = oci_layout.read_layout(layout_dir, digest).manifest
     return {d["digest"]: d["size"] for d in [manifest["config"], *manifest["layers"]]}
 
 

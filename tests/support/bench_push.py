@@ -47,6 +47,7 @@ import time
 
 from tests.support import derive_layout, fake_google, oci_images, page_cache, registry_server as rs
 from tools.launch import cli, registry
+from tools.oci import layout as oci_layout
 
 
 def layers(mb: int, app: bytes) -> list[dict]:
@@ -63,11 +64,10 @@ def timed(fn):
 
 
 def layout_digest(layout_dir: str) -> str:
-    with open(os.path.join(layout_dir, "index.json")) as f:
-        manifests = json.load(f)["manifests"]
-    if len(manifests) != 1:
-        raise SystemExit(f"{layout_dir}: expected one manifest, found {len(manifests)}")
-    return manifests[0]["digest"]
+    try:
+        return oci_layout.read_layout(layout_dir, only=True).digest
+    except oci_layout.LayerError as e:
+        raise SystemExit(str(e)) from None
 
 
 def blob_bytes(layout_dir: str) -> int:

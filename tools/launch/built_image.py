@@ -1,16 +1,16 @@
 """The image as Bazel built it: an OCI layout dir and its digest file.
 
 The launcher never builds or re-hashes the image; it trusts the layout and
-checks that the digest file names a manifest the layout really holds.
+checks that the digest file names a manifest the layout really holds. The
+layout is read by tools/oci/layout.py, the one reader of the format.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import re
 
 from tools.launch.errors import ImageError
+from tools.oci import layout
 
 DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 
@@ -27,24 +27,15 @@ def read_digest(digest_file: str) -> str:
     return digest
 
 
-def blob_path(layout_dir: str, digest: str) -> str:
-    algo, hexpart = digest.split(":", 1)
-    return os.path.join(layout_dir, "blobs", algo, hexpart)
+blob_path = layout.blob_path
 
 
-def check_layout(layout_dir: str, digest: str) -> dict:
-    """The manifest descriptor for DIGEST from index.json; raises if it is not there."""
+def check_layout(layout_dir: str, digest: str) -> layout.LayoutImage:
+    """The image DIGEST of the layout; ImageError when the layout lacks it or is no layout."""
     try:
-        with open(os.path.join(layout_dir, "index.json")) as f:
-            index = json.load(f)
-    except (OSError, ValueError) as e:
-        raise ImageError(f"{layout_dir} is not an OCI layout (index.json: {e})") from None
-    for desc in index.get("manifests", []):
-        if desc.get("digest") == digest:
-            if not os.path.exists(blob_path(layout_dir, digest)):
-                raise ImageError(f"{layout_dir}: manifest blob {digest} missing")
-            return desc
-    raise ImageError(f"{layout_dir}/index.json does not list {digest}: stale digest file?")
+        return layout.read_layout(layout_dir, digest)
+    except (layout.LayerError, OSError, ValueError) as e:
+        raise ImageError(str(e)) from None
 
 
 def short_tag(digest: str) -> str:

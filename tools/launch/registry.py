@@ -623,10 +623,10 @@ class Pusher:
     def push(self, digest: str, tag: str | None) -> PushReport:
         """Blobs in parallel, then the manifest by digest, then the short tag."""
         t0 = time.monotonic()
-        desc = built_image.check_layout(self.layout, digest)
+        image = built_image.check_layout(self.layout, digest)
         body = self._read_blob(digest)
         manifest = json.loads(body)
-        media_type = manifest.get("mediaType") or desc.get("mediaType")
+        media_type = manifest.get("mediaType") or image.descriptor.get("mediaType")
         if not media_type:
             raise RegistryError(f"manifest {digest} has no mediaType")
         if "index" in media_type or "manifest.list" in media_type:

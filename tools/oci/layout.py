@@ -413,6 +413,11 @@ def _descriptor(media_type: str, digest: str, size: int) -> dict:
     return {"mediaType": media_type, "digest": digest, "size": size}
 
 
+def blob_path(out_dir: str, digest: str) -> str:
+    """Where a layout keeps the blob DIGEST ("sha256:<hex>")."""
+    return _blob_path(out_dir, digest)
+
+
 def _blob_path(out_dir: str, digest: str) -> str:
     algo, hexdigest = digest.split(":", 1)
     return os.path.join(out_dir, "blobs", algo, hexdigest)
@@ -492,9 +497,10 @@ class LayoutImage:
     """One image of an OCI image layout, as read back: the one reader every
     tool and test uses, so the layout's shape is known in one place."""
     root: str
-    digest: str      # the manifest digest
+    digest: str       # the manifest digest
+    descriptor: dict  # its entry in index.json
     manifest: dict
-    config: dict
+    config: dict      # empty when the manifest is an index (multi-platform)
 
     def blob_path(self, digest: str) -> str:
         return _blob_path(self.root, digest)
@@ -524,10 +530,16 @@ def read_layout(root: str, digest: str | None = None, *, only: bool = False) -> 
         raise LayerError(f"{root}: expected one image manifest, found {len(manifests)}")
     if digest is None and manifests:
         digest = manifests[0]["digest"]
-    if digest not in {m["digest"] for m in manifests}:
+    descriptor = next((m for m in manifests if m["digest"] == digest), None)
+    if descriptor is None:
         raise LayerError(f"{root}/index.json does not list {digest}: a stale digest file? rebuild the image")
-    with open(_blob_path(root, digest), "rb") as f:
-        manifest = json.load(f)
-    with open(_blob_path(root, manifest["config"]["digest"]), "rb") as f:
-        config = json.load(f)
-    return LayoutImage(root, digest, manifest, config)
+    try:
+        with open(_blob_path(root, digest), "rb") as f:
+            manifest = json.load(f)
+    except OSError as e:
+        raise LayerError(f"{root}: manifest blob {digest} missing ({e.strerror})") from None
+    config = {}
+    if "config" in manifest:
+        with open(_blob_path(root, manifest["config"]["digest"]), "rb") as f:
+            config = json.load(f)
+    return LayoutImage(root, digest, descriptor, manifest, config)

@@ -4,7 +4,6 @@ files, base inheritance. Data sit next to this file in the runfiles."""
 
 import gzip
 import hashlib
-import json
 import os
 import tarfile
 
@@ -18,20 +17,16 @@ def _path(*parts):
 
 
 def _blob(image, digest):
-    return _path(image, "blobs", "sha256", digest.split(":", 1)[1])
+    return layout.blob_path(_path(image), digest)
 
 
 def _manifest(image):
-    with open(_path(image, "index.json")) as f:
-        digest = json.load(f)["manifests"][0]["digest"]
-    with open(_blob(image, digest), "rb") as f:
-        return digest, json.load(f)
+    built = layout.read_layout(_path(image), only=True)
+    return built.digest, built.manifest
 
 
 def _config(image):
-    _, manifest = _manifest(image)
-    with open(_blob(image, manifest["config"]["digest"])) as f:
-        return json.load(f)
+    return layout.read_layout(_path(image), only=True).config
 
 
 def _layer_names(image):

@@ -6,6 +6,8 @@ import os
 import shutil
 import subprocess
 
+from tools.oci import layout
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 SMALL = os.path.join(HERE, "small")
 
@@ -17,8 +19,7 @@ def _run(*cmd):
 
 
 def test_skopeo_inspect_reports_our_digest():
-    with open(os.path.join(SMALL, "index.json")) as f:
-        digest = json.load(f)["manifests"][0]["digest"]
+    digest = layout.read_layout(SMALL, only=True).digest
     info = json.loads(_run("skopeo", "inspect", f"oci:{SMALL}:latest"))
     assert info["Digest"] == digest and info["Architecture"] == "amd64"
 
