@@ -25,7 +25,6 @@ import contextlib
 import dataclasses
 import datetime
 import hashlib
-import http.server
 import itertools
 import json
 import re
@@ -110,33 +109,14 @@ def _multipart_payload(body: bytes, content_type: str) -> tuple[dict, bytes]:
 def running(fake: FakeGCS):
     """Serves FAKE on a free loopback port; yields its http:// endpoint."""
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, *args):
-            pass
-
-        def _send(self, code: int, body: bytes = b"", headers: dict | None = None,
-                  content_type: str = "application/json"):
-            self.send_response(code)
-            for key, value in {"Content-Type": content_type, **(headers or {})}.items():
-                self.send_header(key, value)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def _json(self, code: int, obj: dict, headers: dict | None = None):
-            self._send(code, json.dumps(obj).encode(), headers)
-
-        def _body(self) -> bytes:
-            return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+    class Handler(loopback.JsonHandler):
 
         def _unhandled(self):
             fake.unhandled.append((self.command, self.path))
-            self._json(501, _error(501, f"fake GCS does not implement {self.command} {self.path}"))
+            self.send_json(501, _error(501, f"fake GCS does not implement {self.command} {self.path}"))
 
         def _missing(self, bucket: str, name: str):
-            self._json(404, _error(404, f"No such object: {bucket}/{name}"))
+            self.send_json(404, _error(404, f"No such object: {bucket}/{name}"))
 
         def do_GET(self):
             url = urllib.parse.urlsplit(self.path)
@@ -150,40 +130,40 @@ def running(fake: FakeGCS):
                 if wanted := re.match(r"bytes=(\d+)-(\d*)", self.headers.get("Range", "")):
                     start = int(wanted.group(1))
                     end = int(wanted.group(2)) if wanted.group(2) else len(data) - 1
-                    return self._send(206, data[start:end + 1], content_type="application/octet-stream")
-                return self._send(200, data, content_type="application/octet-stream")
+                    return self.send_bytes(206, data[start:end + 1], content_type="application/octet-stream")
+                return self.send_bytes(200, data, content_type="application/octet-stream")
             if m := _OBJECT.match(path):
                 bucket, name = m.group(1), urllib.parse.unquote(m.group(2))
                 if (bucket, name) not in fake.objects:
                     return self._missing(bucket, name)
-                return self._json(200, fake.resource(bucket, name))
+                return self.send_json(200, fake.resource(bucket, name))
             if m := _OBJECTS.match(path):
                 if m.group(1) not in fake.buckets:
-                    return self._json(404, _error(404, "The specified bucket does not exist."))
-                return self._json(200, fake.listing(m.group(1), query))
+                    return self.send_json(404, _error(404, "The specified bucket does not exist."))
+                return self.send_json(200, fake.listing(m.group(1), query))
             if m := _BUCKET.match(path):
                 if m.group(1) not in fake.buckets:
-                    return self._json(404, _error(404, "The specified bucket does not exist."))
-                return self._json(200, {"kind": "storage#bucket", "name": m.group(1), "id": m.group(1)})
+                    return self.send_json(404, _error(404, "The specified bucket does not exist."))
+                return self.send_json(200, {"kind": "storage#bucket", "name": m.group(1), "id": m.group(1)})
             self._unhandled()
 
         def do_POST(self):
             url = urllib.parse.urlsplit(self.path)
             query = dict(urllib.parse.parse_qsl(url.query))
-            body = self._body()
+            body = self.read_body()
             m = _UPLOAD.match(url.path)
             if not m or m.group(1) not in fake.buckets:
                 return self._unhandled()
             bucket = m.group(1)
             if query.get("uploadType") == "multipart":
                 metadata, media = _multipart_payload(body, self.headers["Content-Type"])
-                return self._json(200, fake.store(bucket, metadata["name"], media))
+                return self.send_json(200, fake.store(bucket, metadata["name"], media))
             if query.get("uploadType") == "resumable" and "upload_id" not in query:
                 name = query.get("name") or json.loads(body or b"{}")["name"]
                 upload_id = str(len(fake.uploads) + 1)
                 fake.uploads[upload_id] = (bucket, name, bytearray())
                 location = f"http://{self.headers['Host']}{url.path}?uploadType=resumable&upload_id={upload_id}"
-                return self._json(200, {}, {"Location": location})
+                return self.send_json(200, {}, {"Location": location})
             if query.get("upload_id") in fake.uploads:
                 return self._chunk(query["upload_id"], body)
             self._unhandled()
@@ -194,16 +174,16 @@ def running(fake: FakeGCS):
             bucket, name, received = fake.uploads[upload_id]
             span = _RANGE.match(self.headers.get("Content-Range", ""))
             if not span:
-                return self._json(400, _error(400, "resumable chunk without Content-Range"))
+                return self.send_json(400, _error(400, "resumable chunk without Content-Range"))
             if span.group(1) is not None:
                 received[int(span.group(1)):] = body
                 total = span.group(3)
             else:
                 total = span.group(4)
             if total == "*" or len(received) < int(total):
-                return self._send(308, b"", {"Range": f"bytes=0-{len(received) - 1}"})
+                return self.send_bytes(308, b"", {"Range": f"bytes=0-{len(received) - 1}"})
             del fake.uploads[upload_id]
-            self._json(200, fake.store(bucket, name, bytes(received)))
+            self.send_json(200, fake.store(bucket, name, bytes(received)))
 
         def do_DELETE(self):
             m = _OBJECT.match(urllib.parse.urlsplit(self.path).path)
@@ -213,7 +193,7 @@ def running(fake: FakeGCS):
             with fake.lock:
                 if fake.objects.pop((bucket, name), None) is None:
                     return self._missing(bucket, name)
-            self._send(204)
+            self.send_bytes(204)
 
     with loopback.serving(Handler) as url:
         yield url

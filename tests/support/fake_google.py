@@ -29,7 +29,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
-import http.server
 import itertools
 import json
 import re
@@ -265,37 +264,25 @@ _LOG_ENTRIES = "/v2/entries:list"
 def running(fake: FakeGoogle):
     """Serves FAKE on a free loopback port; yields its http:// endpoint."""
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, *args):
-            pass
-
-        def _reply(self, code: int, obj: dict):
-            body = json.dumps(obj).encode()
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    class Handler(loopback.JsonHandler):
 
         def do_GET(self):
             url = urllib.parse.urlsplit(self.path)
             query = dict(urllib.parse.parse_qsl(url.query))
             fake.requests.append(("GET", url.path))
             if m := _QUOTAS.match(url.path):
-                return self._reply(200, {"quotaInfos": fake.quota_infos})
+                return self.send_json(200, {"quotaInfos": fake.quota_infos})
             if m := _SKUS.match(url.path):
-                return self._reply(*fake.list_skus(m.group(1), query))
+                return self.send_json(*fake.list_skus(m.group(1), query))
             if m := _BUCKET.match(url.path):
-                return self._reply(*fake.get_bucket(urllib.parse.unquote(m.group(1))))
+                return self.send_json(*fake.get_bucket(urllib.parse.unquote(m.group(1))))
             if m := _ACCOUNT.match(url.path):
-                return self._reply(*fake.get_service_account(urllib.parse.unquote(m.group(1))))
+                return self.send_json(*fake.get_service_account(urllib.parse.unquote(m.group(1))))
             if m := _JOBS.match(url.path):
-                return self._reply(200, fake.list_jobs(m.group(1), m.group(2), query.get("filter", "")))
+                return self.send_json(200, fake.list_jobs(m.group(1), m.group(2), query.get("filter", "")))
             if (m := _JOB.match(url.path)) and not m.group(2):
-                return self._reply(*fake.get_job(m.group(1)))
-            self._reply(404, _error(404, "NOT_FOUND", f"no route {url.path}"))
+                return self.send_json(*fake.get_job(m.group(1)))
+            self.send_json(404, _error(404, "NOT_FOUND", f"no route {url.path}"))
 
         def do_POST(self):
             url = urllib.parse.urlsplit(self.path)
@@ -303,12 +290,12 @@ def running(fake: FakeGoogle):
             body = json.loads(self.rfile.read(length) or b"{}")
             fake.requests.append(("POST", url.path))
             if url.path == _LOG_ENTRIES:
-                return self._reply(*fake.list_log_entries(body))
+                return self.send_json(*fake.list_log_entries(body))
             if m := _JOBS.match(url.path):
-                return self._reply(*fake.create_job(m.group(1), m.group(2), body))
+                return self.send_json(*fake.create_job(m.group(1), m.group(2), body))
             if (m := _JOB.match(url.path)) and m.group(2):
-                return self._reply(*fake.cancel_job(m.group(1)))
-            self._reply(404, _error(404, "NOT_FOUND", f"no route {url.path}"))
+                return self.send_json(*fake.cancel_job(m.group(1)))
+            self.send_json(404, _error(404, "NOT_FOUND", f"no route {url.path}"))
 
     with loopback.serving(Handler) as url:
         yield url

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import http.server
+import json
 import threading
 
 
@@ -17,3 +18,28 @@ def serving(handler: type[http.server.BaseHTTPRequestHandler]):
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+class JsonHandler(http.server.BaseHTTPRequestHandler):
+    """What every fake API server's handler shares: HTTP/1.1, no access log, and
+    replies with an exact Content-Length (clients keep the connection open)."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def send_bytes(self, code: int, body: bytes = b"", headers: dict | None = None,
+                   content_type: str = "application/json") -> None:
+        self.send_response(code)
+        for key, value in {"Content-Type": content_type, **(headers or {})}.items():
+            self.send_header(key, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def send_json(self, code: int, obj, headers: dict | None = None) -> None:
+        self.send_bytes(code, json.dumps(obj).encode(), headers)
+
+    def read_body(self) -> bytes:
+        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
