@@ -89,3 +89,18 @@ def test_tools_bazel_starts_its_root_without_values_on_the_command_line(tmp_path
     assert seen["argv"][-2:] == ["run", "//x:y"] and seen["argv"][1:3] == ["--mount", "--propagation"]
     assert SECRET not in seen["cmdline"] and "0.25" not in seen["cmdline"]
     assert seen["env"]["ARR_REGISTRY_PASSWORD"] == SECRET  # inherited: enter.sh filters it
+
+
+def test_a_python_under_usr_only_gets_the_exact_command_that_works(tmp_path, workspace):
+    """Debian's /usr/bin/python3.11 cannot run inside the root: the error says what to run instead."""
+    ws, cache = workspace
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    (fake_bin / "python3.11").symlink_to(os.path.realpath(shutil.which("python3") or "/usr/bin/python3"))
+    assert os.path.realpath(fake_bin / "python3.11").startswith("/usr/")
+    env = {"PATH": f"{fake_bin}:{os.environ['PATH']}", "HOME": str(tmp_path), "ARR_BAZEL_CACHE": str(cache),
+           "ARR_BAZEL_FORCE_ROOT": "1"}
+    done = subprocess.run([str(ws / "tools/bazel"), "version"], env=env, capture_output=True, text=True)
+    assert done.returncode != 0
+    assert "cannot run inside the Bazel root" in done.stderr
+    assert "curl -LsSf https://astral.sh/uv/install.sh | sh && ~/.local/bin/uv python install 3.11" in done.stderr
