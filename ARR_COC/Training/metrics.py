@@ -69,6 +69,9 @@ def recall_at_k(kept, relevant) -> float:
 class MetricsLogger:
     def __init__(self, enabled: bool, config, stream=sys.stdout):
         self.enabled, self.stream = enabled, stream
+        # One JSON line per record; a progress bar on the same terminal swaps in
+        # its own writer so lines land above the bar instead of through it.
+        self.write_line = lambda line: print(line, file=self.stream, flush=True)
         self.tensorboard = self.wandb = None
         self.remote_log_dir = None
         if not enabled:
@@ -89,7 +92,7 @@ class MetricsLogger:
     def log(self, step: int, values: dict) -> None:
         if not self.enabled:
             return
-        print(json.dumps({"step": step, **values}), file=self.stream, flush=True)
+        self.write_line(json.dumps({"step": step, **values}))
         numbers = {k: v for k, v in values.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
         if self.tensorboard:
             for key, value in numbers.items():

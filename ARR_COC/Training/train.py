@@ -172,10 +172,12 @@ def run(config: TrainConfig, stream=sys.stdout) -> dict:
                                       max_question_tokens=config.max_question_tokens,
                                       max_answer_tokens=config.max_answer_tokens)
     progress = None
-    if main_process and sys.stderr.isatty():
+    if main_process and sys.stderr.isatty():  # a terminal: step, loss and ETA; pipes get JSON lines only
         from tqdm import tqdm
 
-        progress = tqdm(total=stop_at, initial=position["step"], desc="train")
+        progress = tqdm(total=stop_at, initial=position["step"], desc="train", unit="step", file=sys.stderr)
+        if stream.isatty():
+            logger.write_line = lambda line: tqdm.write(line, file=stream)
     last_saved, started, loss_sum, loss_count = position["step"], time.time(), 0.0, 0
     model.train()
     while position["step"] < stop_at and position["epoch"] < config.num_epochs:
@@ -205,6 +207,8 @@ def run(config: TrainConfig, stream=sys.stdout) -> dict:
                 mean_loss = mean_over_processes(accelerator, loss_sum / loss_count)
                 logger.log(step, {"loss": round(mean_loss, 5), "lr": scheduler.get_last_lr()[0],
                                   "seconds": round(time.time() - started, 2)})
+                if progress:
+                    progress.set_postfix(loss=f"{mean_loss:.4f}")
                 loss_sum, loss_count = 0.0, 0
             if config.save_every_n_steps and step % config.save_every_n_steps == 0:
                 save_checkpoint(accelerator, config, plain, optimizer, scheduler, position, logger)
