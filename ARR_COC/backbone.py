@@ -9,7 +9,6 @@ gs:// folder that is copied locally first).
 
 from __future__ import annotations
 
-import os
 import tempfile
 from dataclasses import dataclass
 
@@ -195,8 +194,3 @@ def load_backbone(name: str, image_size: int, weights_path: str | None = None,
             model = Qwen3VLForConditionalGeneration.from_pretrained(source, revision=revision, dtype=dtype)
     model = freeze(model.to(dtype))
     return Backbone(model, tokenizer, image_processor_for(model.config, image_size), name)
-
-
-def weights_from_env() -> str | None:
-    """Where the cached pretrained tiny backbone is, when Bazel (or a caller) said so."""
-    return os.environ.get("ARR_COC_TINY_BACKBONE") or None

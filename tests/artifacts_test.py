@@ -85,7 +85,7 @@ def logged_steps(log_url: str) -> dict[str, list[int]]:
 
 
 def check_outputs_survive(root: str, monkeypatch) -> None:
-    from ARR_COC.integration import load_selector
+    from ARR_COC.model import load_selector
 
     first = train(root, monkeypatch, max_steps=4)
     assert checkpoint.complete_steps(f"{root}/checkpoints") == [2, 4], first
@@ -125,7 +125,7 @@ def test_outputs_survive_on_gcs_through_gcsfs(gcs_root, monkeypatch):
 
 
 def test_load_selector_names_a_missing_export(memory_root):
-    from ARR_COC.integration import load_selector
+    from ARR_COC.model import load_selector
 
     with pytest.raises(FileNotFoundError, match="is .* an exported ARR-COC model"):
         load_selector(f"{memory_root}/nothing-here")

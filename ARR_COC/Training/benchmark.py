@@ -174,7 +174,7 @@ def step_ms(model, dataset, repeats: int = 5) -> dict:
 
 def train_selector(backbone_path: str, seed: int, k: int, steps: int, log) -> object:
     """A selector trained by the project's own training loop; returns the loaded model."""
-    from ARR_COC.integration import load_selector
+    from ARR_COC.model import load_selector
     from ARR_COC.Training.config import load_config
     from ARR_COC.Training.train import run
 

@@ -13,7 +13,7 @@ import dataclasses
 import os
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 SMOKE_TOML = """
 # Embedded smoke config: tiny backbone (pretrained weights when ARR_COC_TINY_BACKBONE
@@ -75,7 +75,6 @@ class TrainConfig:
     log_every_n_steps: int = 5
     num_workers: int = 0
     wandb_project: str = ""
-    extra: dict = field(default_factory=dict, repr=False)
 
 
 ENV_VARS = {
@@ -125,7 +124,7 @@ PINS = (
      "a hub base_model needs base_model_revision, its 40-hex commit SHA on the hub"),
 )
 PATH_KEYS = ("output_dir", "tiny_backbone_weights", "dataset_cache_dir")
-FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(TrainConfig) if f.name != "extra"}
+FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(TrainConfig)}
 SECRET_HINT = ("secrets are no longer config keys: pass a reference in ARR_SECRET_REFS "
                "(the launcher's --secret {variable}=projects/P/secrets/NAME); the trainer resolves it at start")
 REMOVED_KEYS = {"wandb_api_key_secret": SECRET_HINT.format(variable="WANDB_API_KEY"),

@@ -88,7 +88,7 @@ def stand_in_tokenizer(config):
 def step_bytes(allocator: str, layers: int, vocab: int, batch_size: int, image_size: int, k: int,
                question_tokens: int, answer_tokens: int) -> tuple[int, int]:
     """(kept activation bytes, sequence length) of one training step of the cut model."""
-    from ARR_COC.integration import build_model
+    from ARR_COC.model import build_model
     from ARR_COC.preprocess import collate
 
     backbone = small_backbone(layers, vocab, image_size)

@@ -33,7 +33,7 @@ if __package__ in (None, ""):  # run as a script (accelerate launch train.py): m
 import torch
 
 from ARR_COC.backbone import load_backbone
-from ARR_COC.integration import build_model
+from ARR_COC.model import build_model
 from ARR_COC.preprocess import collate
 from ARR_COC.Training import checkpoint, data
 from ARR_COC.Training.config import TrainConfig, load_config

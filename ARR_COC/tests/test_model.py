@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from ARR_COC.integration import ARRCOC, build_model, load_selector
+from ARR_COC.model import ARRCOC, build_model, load_selector
 from ARR_COC.tests.conftest import IMAGE_SIZE
 
 K = 5
@@ -84,6 +84,11 @@ def test_reinforce_train_mode_really_keeps_k_sampled_tokens_and_value_is_the_ans
     output = model(tiny_batch, "train", torch.Generator().manual_seed(3))
     again = model(tiny_batch, "train", torch.Generator().manual_seed(3))
     assert torch.equal(output["loss"], again["loss"])
+    # The value is the answer loss of the sampled selection (the REINFORCE term adds gradient, not value).
+    labels, logits = output["inputs"]["labels"], output["logits"]
+    answer_loss = torch.nn.functional.cross_entropy(logits[:, :-1].float().transpose(1, 2), labels[:, 1:],
+                                                    ignore_index=-100)
+    assert torch.allclose(output["loss"], answer_loss, atol=1e-5)
 
 
 def test_train_mode_zeroes_the_unkept_tokens(tiny_backbone, tiny_batch):
@@ -99,10 +104,16 @@ def test_train_mode_zeroes_the_unkept_tokens(tiny_backbone, tiny_batch):
         assert torch.equal(nonzero, torch.stack([(r.abs().sum(-1) > 0) for r in layer]))
 
 
-def test_generate_answers_with_k_tokens(model, tiny_batch):
+def test_generate_answers_greedily_from_the_k_kept_tokens(model, tiny_batch):
+    """The first generated token is the argmax the teacher-forced pass predicts after the question."""
     answers, kept = model.generate(tiny_batch, max_new_tokens=3)
     assert len(answers) == 3 and all(len(a) <= 3 for a in answers)
-    assert kept.shape == (3, K)
+    output = model(tiny_batch, "select")
+    assert torch.equal(kept.sort(dim=1).values, output["kept"])
+    labels = output["inputs"]["labels"]
+    for i, answer in enumerate(answers):
+        first = int((labels[i] != -100).nonzero()[0])
+        assert int(output["logits"][i, first - 1].argmax()) == (answer[0] if answer else model.template.end)
 
 
 def test_export_then_load_gives_the_same_scores(model, tiny_batch, tmp_path):

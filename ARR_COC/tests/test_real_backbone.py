@@ -124,7 +124,7 @@ def test_deepstack_layers(backbone):
 
 
 def test_the_selector_fits_the_2b_model(backbone, production):
-    from ARR_COC.integration import build_model
+    from ARR_COC.model import build_model
     from ARR_COC.preprocess import collate
     from ARR_COC.texture import NUM_CHANNELS, texture_map
 

@@ -50,7 +50,7 @@ def test_short_selector_run_lowers_the_loss(tmp_path, pretrained_backbone_path):
     gave the same figures at 2 threads), so the margins below hold on all four (docs/training.md).
     """
     from ARR_COC.backbone import load_backbone
-    from ARR_COC.integration import build_model, load_selector
+    from ARR_COC.model import build_model, load_selector
 
     config = config_for(tmp_path, pretrained_backbone_path, max_steps=STEPS, learning_rate=1e-2)
     untrained = build_model(load_backbone("tiny", config.image_size, pretrained_backbone_path),
