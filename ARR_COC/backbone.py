@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ARR_COC.vocabulary import TINY_WORDS
+
 TINY = "tiny"
 
 # Special tokens first, so their ids are fixed (0..6) whatever the vocabulary.
@@ -28,13 +30,7 @@ SPECIAL_TOKENS = (
 )
 UNKNOWN_TOKEN = "<unk>"
 
-# Words the tiny model can read and say: the synthetic VQA language plus the chat roles.
-TINY_WORDS = (
-    "user", "assistant", "what", "colour", "color", "shape", "is", "the", "of", "which",
-    "object", "?", "red", "green", "blue", "yellow", "purple", "orange", "white", "cyan",
-    "square", "circle", "triangle", "cross", "yes", "no",
-    "top", "bottom", "left", "right", "centre", "where",
-)
+# After them: the words the tiny model can read and say, ARR_COC.vocabulary.TINY_WORDS.
 TINY_VOCAB_SIZE = 512
 TINY_PATCH_SIZE = 16
 TINY_MERGE_SIZE = 2

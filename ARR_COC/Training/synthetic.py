@@ -23,12 +23,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-SHAPES = ("square", "circle", "triangle", "cross")
+from ARR_COC.vocabulary import COLOURS, SHAPES
+
 NAMED_SHAPE = "square"
-COLOURS = {
-    "red": (220, 40, 40), "green": (40, 200, 60), "blue": (50, 80, 230),
-    "yellow": (230, 220, 50), "purple": (160, 60, 200), "orange": (240, 140, 30),
-}
 BACKGROUND = (20, 20, 24)
 RELEVANT_FRACTION = 0.05  # a cell is relevant when the named shape covers at least 5 % of it
 NUM_OBJECTS = 3           # the square and two distractors
