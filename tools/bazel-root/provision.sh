@@ -3,7 +3,7 @@
 #
 # Why a root: Debian 12 has no usable Bazel; sid's bazel-bootstrap 7.7.1 is a
 # full Bazel with offline modules, but installing it on the host would upgrade
-# libc. So it lives in its own root, built once and cached (see ENVIRONMENT.md).
+# libc. So it lives in its own root, built once and cached (docs/bazel.md).
 #
 # Usage: provision.sh FINAL_DIR PYTHON_EXE
 # The root is built in FINAL_DIR.partial and renamed only when complete, so a
