@@ -4,7 +4,7 @@ version order and the .deb reader. Pure functions, table-driven."""
 import pytest
 
 from tools.oci import apt_sources, deb_lock, debfile
-from tools.oci.tests.debs import make_deb
+from tools.oci.deb_fixtures import make_deb
 
 DEB822 = """\
 Types: deb

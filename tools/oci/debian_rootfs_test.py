@@ -7,7 +7,7 @@ import pytest
 
 from tools.oci import debian_rootfs, layout
 from tools.oci.layout import LayerError
-from tools.oci.tests.debs import make_deb
+from tools.oci.deb_fixtures import make_deb
 
 CERT_A = b"-----BEGIN CERTIFICATE-----\nA\n-----END CERTIFICATE-----"
 CERT_B = b"-----BEGIN CERTIFICATE-----\nB\n-----END CERTIFICATE-----\n"
