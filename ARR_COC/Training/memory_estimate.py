@@ -3,7 +3,7 @@
     tools/bazel run //ARR_COC/Training:memory_estimate            # table for docs/training.md
 
 Measured, not guessed, without the 2B weights: the published Qwen3-VL-2B
-config (ARR_COC/tests/qwen3_vl_2b/config.json) is cut to 1 or 2 text layers,
+config (ARR_COC/qwen3_vl_2b/config.json) is cut to 1 or 2 text layers,
 1 vision block and a small vocabulary, built in bf16 with random weights on
 CPU, and one real `ARRCOC.forward(batch, "train")` + backward at the
 production image size and K runs per allocator while a saved-tensor hook
@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ARCHITECTURE = os.path.join(os.path.dirname(HERE), "tests", "qwen3_vl_2b")
+ARCHITECTURE = os.path.join(os.path.dirname(HERE), "qwen3_vl_2b")
 SMALL_VOCAB, LARGER_VOCAB = 1024, 3072
 GIB = 2 ** 30
 

@@ -19,7 +19,7 @@ from ARR_COC.Training.data import build_datasets
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CARD = os.path.join(HERE, "testdata", "vqav2_README.md")
-VERTEX = os.path.join(os.path.dirname(HERE), "configs", "vertex.toml")
+VERTEX = os.path.join(HERE, "configs", "vertex.toml")
 ROWS = 20
 
 

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from ARR_COC.Training import checkpoint
-from ARR_COC.Training.tests.fake_secret_manager import FakeSecretManager, serving
+from ARR_COC.Training.fake_secret_manager import FakeSecretManager, serving
 
 SMALL_RUN = ["--set", "synthetic_train_size=64", "--set", "synthetic_eval_size=8", "--set", "batch_size=4",
              "--set", "gradient_accumulation_steps=2", "--set", "log_every_n_steps=1",

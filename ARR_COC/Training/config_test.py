@@ -57,7 +57,7 @@ def test_bad_file_values_name_key_and_allowed(tmp_path, toml, message):
 def test_production_config_is_valid():
     import os
 
-    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    here = os.path.dirname(os.path.abspath(__file__))
     config = load_config(os.path.join(here, "configs", "vertex.toml"), environ={})
     assert config.base_model == "Qwen/Qwen3-VL-2B-Instruct" and config.dataset == "vqav2"
     assert len(config.base_model_revision) == 40 and len(config.dataset_revision) == 40

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from ARR_COC.model import ARRCOC, build_model, load_selector
-from ARR_COC.tests.conftest import IMAGE_SIZE
+from ARR_COC.conftest import IMAGE_SIZE
 
 K = 5
 N = (IMAGE_SIZE // 32) ** 2

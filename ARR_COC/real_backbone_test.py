@@ -1,6 +1,6 @@
 """Ready for the real backbone: Qwen3-VL-2B-Instruct built on the `meta` device by the project's own code.
 
-The published config.json (ARR_COC/tests/qwen3_vl_2b/, with its source and
+The published config.json (ARR_COC/qwen3_vl_2b/, with its source and
 revision) and a stand-in tokenizer with Qwen's special-token ids go into a
 folder that `load_backbone(..., architecture_only=True)` loads like a hub
 checkpoint, without weights. Checked: the merged-token grid at the
@@ -19,7 +19,7 @@ import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ARCHITECTURE = os.path.join(HERE, "qwen3_vl_2b")
-VERTEX = os.path.join(os.path.dirname(HERE), "Training", "configs", "vertex.toml")
+VERTEX = os.path.join(HERE, "Training", "configs", "vertex.toml")
 
 
 def stand_in_tokenizer():

@@ -6,7 +6,7 @@ import pytest
 
 from ARR_COC.Training import train
 from ARR_COC.Training.secret_store import SecretError, SecretRef, load_secrets, make_client, parse_refs
-from ARR_COC.Training.tests.fake_secret_manager import FakeSecretManager, serving
+from ARR_COC.Training.fake_secret_manager import FakeSecretManager, serving
 
 VALUE = "wandb-value-0123456789abcdef"  # stands for a real key: must never be printed
 
