@@ -11,7 +11,6 @@ import base64
 import contextlib
 import dataclasses
 import http.server
-import json
 import re
 
 import google_crc32c
@@ -47,19 +46,10 @@ class FakeSecretManager:
     def handler(self) -> type[http.server.BaseHTTPRequestHandler]:
         fake = self
 
-        class Handler(http.server.BaseHTTPRequestHandler):
+        class Handler(loopback.JsonHandler):
             def do_GET(self):
                 fake.requests.append(self.path.split("?")[0])
-                status, body = fake.access(self.path.split("?")[0])
-                raw = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(raw)))
-                self.end_headers()
-                self.wfile.write(raw)
-
-            def log_message(self, *args):
-                pass
+                self.send_json(*fake.access(self.path.split("?")[0]))
 
         return Handler
 
