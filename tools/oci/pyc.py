@@ -58,7 +58,10 @@ def compile_source(source: bytes, image_path: str) -> bytes | None:
 
 # Runs inside the image's own interpreter: reads frames (path, source) on stdin
 # and answers each with its .pyc (empty: does not compile). Same steps as
-# compile_source, so both give the same bytes for the same interpreter.
+# compile_source, written out on purpose: marshal writes a string as a
+# back-reference only when its reference count is above one, so calling
+# compile_source from here (which builds the filename afresh) changes a flag
+# byte in some .pyc, and with it the image digest.
 _SERVER = r"""
 import importlib.util, sys, warnings
 from importlib import _bootstrap_external as ext
