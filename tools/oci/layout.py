@@ -415,17 +415,13 @@ def _descriptor(media_type: str, digest: str, size: int) -> dict:
 
 def blob_path(out_dir: str, digest: str) -> str:
     """Where a layout keeps the blob DIGEST ("sha256:<hex>")."""
-    return _blob_path(out_dir, digest)
-
-
-def _blob_path(out_dir: str, digest: str) -> str:
     algo, hexdigest = digest.split(":", 1)
     return os.path.join(out_dir, "blobs", algo, hexdigest)
 
 
 def _write_blob(out_dir: str, data: bytes) -> dict:
     digest = "sha256:" + hashlib.sha256(data).hexdigest()
-    with open(_blob_path(out_dir, digest), "wb") as f:
+    with open(blob_path(out_dir, digest), "wb") as f:
         f.write(data)
     return {"digest": digest, "size": len(data)}
 
@@ -469,7 +465,7 @@ def write_image_layout(out_dir: str, layers: Sequence[LayerInfo], *, entrypoint=
     import os as _os  # the `os` keyword shadows the module, as in the OCI field name
     _os.makedirs(_os.path.join(out_dir, "blobs", "sha256"), exist_ok=True)
     for layer in layers:
-        place_blob(layer.path, _blob_path(out_dir, layer.digest), blob_mode)
+        place_blob(layer.path, blob_path(out_dir, layer.digest), blob_mode)
     config = image_config([l.diff_id for l in layers], entrypoint=entrypoint, cmd=cmd,
                           env=env, workdir=workdir, user=user, labels=labels,
                           architecture=architecture, os=os, created=created)
@@ -503,7 +499,7 @@ class LayoutImage:
     config: dict      # empty when the manifest is an index (multi-platform)
 
     def blob_path(self, digest: str) -> str:
-        return _blob_path(self.root, digest)
+        return blob_path(self.root, digest)
 
     @property
     def layer_paths(self) -> list[str]:
@@ -534,12 +530,12 @@ def read_layout(root: str, digest: str | None = None, *, only: bool = False) -> 
     if descriptor is None:
         raise LayerError(f"{root}/index.json does not list {digest}: a stale digest file? rebuild the image")
     try:
-        with open(_blob_path(root, digest), "rb") as f:
+        with open(blob_path(root, digest), "rb") as f:
             manifest = json.load(f)
     except OSError as e:
         raise LayerError(f"{root}: manifest blob {digest} missing ({e.strerror})") from None
     config = {}
     if "config" in manifest:
-        with open(_blob_path(root, manifest["config"]["digest"]), "rb") as f:
+        with open(blob_path(root, manifest["config"]["digest"]), "rb") as f:
             config = json.load(f)
     return LayoutImage(root, digest, descriptor, manifest, config)
