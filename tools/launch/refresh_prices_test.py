@@ -168,8 +168,10 @@ def test_unpriced_parts_leave_cells_out(machine, region, column):
 
 
 def test_sole_tenancy_and_commitments_do_not_leak_in():
+    """The recording's L4 sole-tenancy (0.616) and 1-year commitment (0.3528) SKUs price nothing."""
+    others = [s for s in SKUS if "Sole Tenancy" in s["description"] or s["description"].startswith("Commitment")]
+    assert len(others) == 2 and R.part_rates(others, RULES) == {}
     assert RATES[("gpu", "L4", "on_demand", "us-central1")] == pytest.approx(0.56)
-    assert not any(k[0] == "core" and k[1] not in {p.key for p in RULES.parts} for k in RATES)
 
 
 def test_missing_lists_shapes_without_any_price():
