@@ -72,10 +72,10 @@ def test_members_are_sorted_normalised_and_have_parents(tmp_path):
     ]
 
 
-def test_umask_does_not_leak(tmp_path):
+def test_source_file_mode_does_not_leak(tmp_path):
     entries = _entries(tmp_path)
     layout.write_layer(entries, tmp_path / "1.tar.gz")
-    (tmp_path / "src.py").chmod(0o600)
+    (tmp_path / "src.py").chmod(0o600)  # what a checkout under umask 077 gives
     layout.write_layer(entries, tmp_path / "2.tar.gz")
     assert (tmp_path / "1.tar.gz").read_bytes() == (tmp_path / "2.tar.gz").read_bytes()
 
