@@ -213,10 +213,6 @@ def test_plain_tar_is_its_own_diff_id(tmp_path):
     assert info.digest == info.diff_id and info.media_type == layout.MEDIA_LAYER_TAR
 
 
-def test_pinned_deflate_is_used():
-    assert layout.DEFLATE_IMPLEMENTATION == "zlib-ng"
-
-
 def _multi_block_entries(tmp_path):
     """About 5 blocks of mixed compressible and incompressible data, so blocks really split."""
     big = tmp_path / "big.bin"
