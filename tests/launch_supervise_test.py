@@ -119,13 +119,15 @@ def test_queued_too_long_is_cancelled_then_next_region_runs(capsys, google, layo
 
 
 def test_flex_start_waits_its_own_max_wait(capsys, google, layout, registry):
-    google.add_quota(SPOT.format("l4"), {"": 4})
-    google.scenarios[FIRST] = ["JOB_STATE_QUEUED", "JOB_STATE_QUEUED", "JOB_STATE_QUEUED", "JOB_STATE_RUNNING"]
-    # max_queue_s would move it at once; FLEX_START's limit is max_wait_s instead
+    # five polls 0.4 s apart: still QUEUED at least 1.6 s after the create, past --max-queue-s 1,
+    # which would move a SPOT job on; FLEX_START's limit is its max_wait_s (3600 s) instead
+    for region in (FIRST, SECOND, THIRD):  # FLEX_START prices rank these regions in another order
+        google.scenarios[region] = ["JOB_STATE_QUEUED"] * 5 + ["JOB_STATE_RUNNING"]
     code, result, err = launch(capsys, google, layout, registry, "--scheduling", "FLEX_START",
-                               "--max-queue-s", "1", "--max-wait-s", "3600", "--no-quota")
+                               "--max-queue-s", "1", "--max-wait-s", "3600", "--no-quota", "--poll-s", "0.4")
     assert code == 0, err
     assert created_regions(google) == [result["region"]] and google.cancels == []
+    assert result["state"] == "JOB_STATE_RUNNING" and len(result["attempts"]) == 1
 
 
 def test_stockout_failure_moves_to_the_next_region(capsys, google, layout, registry):
