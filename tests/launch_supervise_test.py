@@ -5,6 +5,7 @@ Each scenario is what Vertex does after accepting a job: keep it queued, fail it
 for capacity, fail it for the trainer's own reasons, preempt it after it ran.
 """
 
+import datetime
 import json
 import os
 import re
@@ -79,8 +80,11 @@ def created_regions(google):
 
 def test_default_waits_until_running_and_prints_one_json_line(capsys, google, layout, registry):
     google.scenarios[FIRST] = ["JOB_STATE_QUEUED", "JOB_STATE_QUEUED", "JOB_STATE_PENDING", "JOB_STATE_RUNNING"]
-    code, result, err = launch(capsys, google, layout, registry, "--run-name", "r1")
+    code = cli.main(argv(google, layout, registry.url, "--run-name", "r1"))
+    out, err = capsys.readouterr()
     assert code == 0, err
+    assert out.count("\n") == 1, out
+    result = json.loads(out)
     assert result["state"] == "JOB_STATE_RUNNING" and result["region"] == FIRST
     assert result["machine_type"] == "g2-standard-4" and result["accelerator_type"] == "NVIDIA_L4"
     assert [a["outcome"] for a in result["attempts"]] == ["JOB_STATE_RUNNING"]
@@ -115,13 +119,15 @@ def test_queued_too_long_is_cancelled_then_next_region_runs(capsys, google, layo
 
 
 def test_flex_start_waits_its_own_max_wait(capsys, google, layout, registry):
-    google.add_quota(SPOT.format("l4"), {"": 4})
-    google.scenarios[FIRST] = ["JOB_STATE_QUEUED", "JOB_STATE_QUEUED", "JOB_STATE_QUEUED", "JOB_STATE_RUNNING"]
-    # max_queue_s would move it at once; FLEX_START's limit is max_wait_s instead
+    # five polls 0.4 s apart: still QUEUED at least 1.6 s after the create, past --max-queue-s 1,
+    # which would move a SPOT job on; FLEX_START's limit is its max_wait_s (3600 s) instead
+    for region in (FIRST, SECOND, THIRD):  # FLEX_START prices rank these regions in another order
+        google.scenarios[region] = ["JOB_STATE_QUEUED"] * 5 + ["JOB_STATE_RUNNING"]
     code, result, err = launch(capsys, google, layout, registry, "--scheduling", "FLEX_START",
-                               "--max-queue-s", "1", "--max-wait-s", "3600", "--no-quota")
+                               "--max-queue-s", "1", "--max-wait-s", "3600", "--no-quota", "--poll-s", "0.4")
     assert code == 0, err
     assert created_regions(google) == [result["region"]] and google.cancels == []
+    assert result["state"] == "JOB_STATE_RUNNING" and len(result["attempts"]) == 1
 
 
 def test_stockout_failure_moves_to_the_next_region(capsys, google, layout, registry):
@@ -267,10 +273,15 @@ def test_lost_create_response_is_found_not_resubmitted(capsys, google, layout, r
 
 def test_status_shows_cost_so_far(capsys, google, layout, registry):
     code, result, _ = launch(capsys, google, layout, registry, "--run-name", "st")
+    # the job has been running for two hours: the cost is two hours of the attempt's machine
+    two_hours_ago = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(hours=2)
+    google.jobs[result["job"]]["startTime"] = two_hours_ago.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     assert cli.main(["status", "st"]) == 0
     status = json.loads(capsys.readouterr().out)
-    assert status["job"] == result["job"] and "cost_so_far" in status
-    assert status["attempts"][0]["price_per_hour"] > 0
+    price = status["attempts"][0]["price_per_hour"]
+    assert status["job"] == result["job"] and price > 0
+    assert status["attempts"][0]["running_s"] == pytest.approx(7200, abs=60)
+    assert status["cost_so_far"] == pytest.approx(2 * price, rel=0.01)
 
 
 def test_logs_prints_the_jobs_entries(capsys, google, layout, registry):

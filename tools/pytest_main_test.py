@@ -1,7 +1,12 @@
 """The pytest runner maps Bazel's test environment onto pytest's flags."""
 
+import os
+import subprocess
+import sys
+
 import pytest
 
+from tools.pytest import pytest_main
 from tools.pytest.pytest_main import pytest_args
 
 
@@ -21,7 +26,27 @@ def test_bazel_environment_becomes_pytest_flags(environ, expected):
     assert args[4:-1] == expected
 
 
-def test_runner_exits_nonzero_when_nothing_is_collected(tmp_path):
-    empty = tmp_path / "empty_test.py"
-    empty.write_text("# no tests here\n")
-    assert pytest.main(["-p", "no:cacheprovider", str(empty)]) == pytest.ExitCode.NO_TESTS_COLLECTED
+def run_runner(cwd, *files):
+    """The runner as Bazel starts it: the script itself, with the test files as arguments."""
+    env = {"PATH": os.environ["PATH"], "PYTHONPATH": os.pathsep.join(sys.path)}
+    return subprocess.run([sys.executable, pytest_main.__file__, *files], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize(
+    "source, code",
+    [
+        ("def test_ok():\n    pass\n", 0),
+        ("def test_bad():\n    assert False\n", 1),
+        ("# no tests here\n", pytest.ExitCode.NO_TESTS_COLLECTED),  # fails the target, never a silent pass
+    ],
+)
+def test_runner_exit_code(tmp_path, source, code):
+    (tmp_path / "a_test.py").write_text(source)
+    done = run_runner(tmp_path, "a_test.py")
+    assert done.returncode == code, done.stdout + done.stderr
+
+
+def test_runner_without_test_files_says_so(tmp_path):
+    done = run_runner(tmp_path)
+    assert done.returncode == 1 and "no test files given" in done.stderr

@@ -37,8 +37,6 @@ import urllib.parse
 
 from tests.support import loopback
 
-ACTIVE = "JOB_STATE_PENDING"
-
 
 def failed(code: int, message: str) -> dict:
     """A scenario step: the job FAILS with google.rpc.Status CODE (e.g. 8 RESOURCE_EXHAUSTED)."""

@@ -23,4 +23,4 @@ def test_every_module_error_is_a_launch_error_with_its_exit_code(error, code):
 def test_the_cli_reports_a_launch_error_as_one_line_with_its_code(capsys, tmp_path):
     assert cli.main(["watch", "nobody", "--state-file", str(tmp_path / "s.json")]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("launch: error: 'nobody' is not a job name") and "Traceback" not in err
+    assert err.startswith("launch: error: 'nobody' is not a job name") and err.count("\n") == 1, err

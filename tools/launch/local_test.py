@@ -40,9 +40,16 @@ def test_dry_run_shows_what_would_run_without_any_image(capsys):
                                          "env": {"SEED": "3"}}}
 
 
-def test_bad_run_name_is_refused_before_training(capsys):
-    assert cli.main(["--local", "--dry-run", "--run-name", "Bad_Name"]) == 2
+def test_bad_run_name_is_refused_before_training(capsys, monkeypatch, tmp_path):
+    """A workspace whose tools/bazel (a real process) leaves a mark if it is ever started."""
+    bazel, mark = tmp_path / "tools" / "bazel", tmp_path / "started"
+    bazel.parent.mkdir()
+    bazel.write_text(f"#!/bin/sh\ntouch {mark}\n")
+    bazel.chmod(0o755)
+    monkeypatch.setenv("BUILD_WORKSPACE_DIRECTORY", str(tmp_path))
+    assert cli.main(["--local", "--run-name", "Bad_Name"]) == 2
     assert "run name 'Bad_Name'" in capsys.readouterr().err
+    assert not mark.exists()
 
 
 def test_outside_bazel_run_local_says_how_to_start(capsys, monkeypatch):

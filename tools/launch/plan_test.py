@@ -42,10 +42,12 @@ def test_json_round_trip_gives_the_same_plan(layout):
 
 def test_kept_candidates_come_in_failover_order_and_dropped_ones_say_why(layout):
     plan = make(layout)
-    assert [c.region for c in plan.kept][:1] == [plan.region]
+    # known quota before unknown (T4 is not listed: kept, flagged), then preference, then price
+    assert [(c.gpu, c.region) for c in plan.kept] == [("L4", "us-west1"), ("T4", "us-east1"), ("T4", "us-west1")]
+    assert plan.region == "us-west1"
     dropped = [c for c in plan.candidates if not c.kept]
     assert {(c.gpu, c.region, c.why) for c in dropped} == {("L4", "us-east1", "quota 0 < 1 GPU(s)")}
-    assert plan.to_json()["candidates"][-1]["kept"] is False  # kept first, as --dry-run shows
+    assert [c["kept"] for c in plan.to_json()["candidates"]] == [True, True, True, False]  # as --dry-run shows
 
 
 def test_the_plan_cannot_change_after_it_is_made(layout):

@@ -184,16 +184,6 @@ def regions_for(tables: Tables, gpu_name: str) -> tuple[str, ...]:
     return resolve_gpu(tables, gpu_name).regions
 
 
-def check_region(tables: Tables, gpu_name: str, region: str) -> None:
-    """Raises with the regions that do offer the GPU when REGION does not."""
-    gpu = resolve_gpu(tables, gpu_name)
-    if region not in gpu.regions:
-        raise TableError(
-            f"region {region} does not offer {gpu.name} for Vertex AI training; "
-            f"regions that do: {', '.join(gpu.regions)}"
-        )
-
-
 def check_scheduling(scheduling: str) -> str:
     if scheduling not in SCHEDULINGS:
         raise TableError(f"unknown scheduling {scheduling!r}; use one of: {', '.join(SCHEDULINGS)}")

@@ -8,7 +8,6 @@ plan only, so the submitted spec is exactly what `--dry-run` showed.
 from __future__ import annotations
 
 import dataclasses
-import re
 import sys
 import time
 
@@ -43,17 +42,6 @@ def client_for(region: str, endpoint: str | None = None):
         client_options={"api_endpoint": endpoints.api_endpoint(endpoint)},
         credentials=endpoints.google_credentials(endpoint),
     )
-
-
-LAUNCH_ID_RE = re.compile(r"^[a-z0-9_-]{1,63}$")
-
-
-def check_launch_id(launch_id: str) -> str:
-    """Launch ids are label values: 1-63 lowercase letters, digits, '_' or '-'."""
-    if not LAUNCH_ID_RE.match(launch_id):
-        raise SubmitError(f"--launch-id {launch_id!r}: use 1-63 lowercase letters, digits, '_' or '-' "
-                          "(it is a Vertex label value)")
-    return launch_id
 
 
 def labels(plan: P.Plan, launch_id: str, attempt: int = 1) -> dict:

@@ -1,8 +1,10 @@
 """The binary guard: which files are binaries for which machine, and the layer it refuses."""
 
+import io
 import os
 import struct
 import sys
+import tarfile
 
 import pytest
 
@@ -70,12 +72,22 @@ def test_unknown_architecture_is_an_error():
         G.check([], "mips")
 
 
+def layer_names(path) -> list[str]:
+    with tarfile.open(path) as tar:
+        return tar.getnames()
+
+
 def test_a_mixed_layer_is_refused_before_it_is_written(tmp_path):
     entries = [Entry.file("app/ok.so", data=elf_head(62) + bytes(100)),
                Entry.file("app/bad.so", data=elf_head(183) + bytes(100))]
     with pytest.raises(G.ForeignBinaryError, match="app/bad.so: ELF aarch64"):
         layout.write_layer(entries, tmp_path / "l.tar.gz", architecture="amd64")
-    info = layout.write_layer(entries[:1], tmp_path / "ok.tar.gz", architecture="amd64")
-    assert info.size > 0
+    tar = io.BytesIO()
+    with pytest.raises(G.ForeignBinaryError):
+        layout.write_tar_stream(entries, tar, architecture="amd64")
+    assert tar.getvalue() == b""  # not even the entries before the bad one
+    layout.write_layer(entries[:1], tmp_path / "ok.tar.gz", architecture="amd64")
+    assert layer_names(tmp_path / "ok.tar.gz") == ["app", "app/ok.so"]
     # without an architecture nothing is judged (layers of data only, tests)
     layout.write_layer(entries, tmp_path / "any.tar.gz")
+    assert layer_names(tmp_path / "any.tar.gz") == ["app", "app/bad.so", "app/ok.so"]

@@ -148,9 +148,3 @@ def control_files(path: str) -> dict[str, bytes]:
             if info.isreg():
                 out[_strip(info.name)] = tar.extractfile(info).read()
     return out
-
-
-def compressions(path: str) -> list[str]:
-    """Names of the ar members (to check which compressions a set uses)."""
-    with open(path, "rb") as f:
-        return [m.name for m in ar_members(f)]

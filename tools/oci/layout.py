@@ -29,7 +29,6 @@ import json
 import os
 import posixpath
 import shutil
-import stat
 import tarfile
 from collections.abc import Iterable, Mapping, Sequence
 from typing import BinaryIO
@@ -41,8 +40,6 @@ from typing import BinaryIO
 from zlib_ng import gzip_ng_threaded as _gzip_threaded
 
 from tools.oci import binary_guard
-
-DEFLATE_IMPLEMENTATION = "zlib-ng"
 
 # 2000-01-01T00:00:00Z would also do; 0 is what most reproducible builders use.
 FIXED_MTIME = 0
