@@ -20,6 +20,8 @@ OTHER_COLOUR_WORDS = ("white", "cyan")
 SHAPES = ("square", "circle", "triangle", "cross")
 YES_NO = ("yes", "no")
 POSITION_WORDS = ("top", "bottom", "left", "right", "centre", "where")
+# One word per corner cell, so the position question's naming word is a single token.
+CORNERS = ("topleft", "topright", "bottomleft", "bottomright")
 
 TINY_WORDS = (CHAT_ROLES + QUESTION_WORDS + tuple(COLOURS) + OTHER_COLOUR_WORDS + SHAPES + YES_NO
-              + POSITION_WORDS)
+              + POSITION_WORDS + CORNERS)

@@ -247,18 +247,30 @@ def curve(runs: list[dict]) -> dict:
     return lines
 
 
-def backbones(cached: str, all_seeds: bool, log) -> list[str]:
-    """The cached backbone, and with --seeds two more pretrained here with other seeds."""
-    if not all_seeds:
-        return [cached]
+def write_extra_backbone(path: str, seed: int) -> str:
+    """Pretrain one more backbone (a worker process: single-threaded, so the same bytes as in Bazel)."""
     from ARR_COC.Training import pretrain_tiny
 
-    paths = [cached]
-    for seed in EXTRA_BACKBONE_SEEDS:
-        path = os.path.join(tempfile.mkdtemp(prefix="arr_coc_backbone_"), "tiny_backbone.safetensors")
-        pretrain_tiny.write_backbone(path, seed=pretrain_tiny.SEED + seed, log=lambda line: print(line, file=log))
-        paths.append(path)
-    return paths
+    pretrain_tiny.write_backbone(path, seed=seed, log=lambda line: print(line, file=sys.stderr, flush=True))
+    return path
+
+
+def backbones(cached: str, all_seeds: bool) -> list[str]:
+    """The cached backbone, and with --seeds two more pretrained here with other seeds, side by side
+    in worker processes (each is single-threaded)."""
+    if not all_seeds:
+        return [cached]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from ARR_COC.Training.pretrain_tiny import SEED
+
+    folder = tempfile.mkdtemp(prefix="arr_coc_backbones_")
+    seeds = [SEED + offset for offset in EXTRA_BACKBONE_SEEDS]
+    paths = [os.path.join(folder, f"tiny_backbone_seed{seed}.safetensors") for seed in seeds]
+    workers = min(len(paths), os.cpu_count() or 1)
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return [cached, *pool.map(write_extra_backbone, paths, seeds)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -279,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     os.makedirs(out, exist_ok=True)
     started = time.process_time()
     runs = []
-    for backbone_path in backbones(args.backbone, args.seeds, sys.stderr):
+    for backbone_path in backbones(args.backbone, args.seeds):
         for offset in range(SELECTOR_SEEDS if args.seeds else 1):
             runs.append(one_run(backbone_path, args.seed + offset, args.k, args.steps, args.eval_samples, sys.stderr))
             at_k = {m: round(runs[-1]["summaries"][(m, runs[-1]["tokens"] if m == "all" else args.k)]["accuracy"], 4)

@@ -32,9 +32,11 @@ def test_saliency_keeps_the_cells_that_stand_out_without_a_question():
 
 
 @pytest.mark.parametrize("answers, expected", [
-    ([("square", "red"), ("square", "red"), ("square", "blue"), ("square", "green")], 0.5),
-    ([("square", "red"), ("square", "blue")], 0.5),
-    ([("square", "red")] * 3, 1.0),
+    ([("shape", "red"), ("shape", "red"), ("shape", "blue"), ("shape", "green")], 0.5),
+    ([("shape", "red"), ("shape", "blue")], 0.5),
+    ([("shape", "red")] * 3, 1.0),
+    # the majority is taken per kind: "red" twice over two kinds is not a majority of either
+    ([("shape", "red"), ("shape", "blue"), ("colour", "circle"), ("colour", "circle"), ("position", "red")], 0.8),
 ])
 def test_chance_is_the_majority_answer_of_each_kind(answers, expected):
     samples = [{"kind": kind, "answer": answer} for kind, answer in answers]
@@ -49,10 +51,13 @@ def test_every_method_is_measured_at_k_and_the_curve_methods_at_every_budget():
 
 
 def test_summary_splits_by_kind():
-    row = {"correct": [1.0, 0.0, 1.0], "recall": [1.0, 0.0, 0.5], "kind": ["square"] * 3}
+    row = {"correct": [1.0, 0.0, 1.0, 1.0], "recall": [1.0, 0.0, 0.5, 1.0],
+           "kind": ["shape", "shape", "colour", "position"]}
     summary = benchmark.summarize(row)
-    assert summary["accuracy"] == pytest.approx(2 / 3) and summary["recall_at_k"] == pytest.approx(0.5)
-    assert summary["by_kind"]["square"] == {"accuracy": summary["accuracy"], "recall_at_k": summary["recall_at_k"]}
+    assert summary["accuracy"] == pytest.approx(3 / 4) and summary["recall_at_k"] == pytest.approx(2.5 / 4)
+    assert summary["by_kind"] == {"shape": {"accuracy": 0.5, "recall_at_k": 0.5},
+                                  "colour": {"accuracy": 1.0, "recall_at_k": 0.5},
+                                  "position": {"accuracy": 1.0, "recall_at_k": 1.0}}
 
 
 def test_accuracy_picture_draws_each_method(tmp_path):

@@ -1,20 +1,28 @@
-"""A deterministic synthetic VQA set whose relevant patches are known.
+"""A deterministic synthetic VQA set where the question decides which token matters.
 
-Each image (dark background, 8 x 8 merged-token cells at 256 px) holds the
-named object, a square, and distractors of other shapes and other colours;
-every object lies inside its own token cell. The question is "what colour is
-the square ?" and the answer is its colour, so a model that looks at the
-wrong cells answers with a distractor's colour (or guesses). The cells the
-square covers are the relevant ones, so a selector's recall@K can be
-measured. Sample i depends only on (seed, i).
+Each image (dark background, 8 x 8 merged-token cells at 256 px) holds
+NUM_OBJECTS equally salient objects (4 shapes, 6 colours), each inside its
+own token cell. Three of them can be asked about, one per question kind
+(KINDS). The word that names the object is the question's last word, and its
+category fixes what is answered, so the language model needs one attention
+hop, from that word to the object's token (docs/training.md):
 
-Why the square is always the one asked about: a question that names any of
-the four shapes needs the tiny 2-layer language model to bind the shape word
-to the matching visual token (two attention hops); pretrained for the few
-hundred steps a cached build step affords, it stayed at chance among the
-colours present (0.3-0.5), so no selector could show an effect on it. With
-the square always named, the backbone reaches high accuracy on all tokens and
-the selector still has to find the square among distractors (docs/training.md).
+- shape:    "what colour is the triangle"  (the only triangle: its colour)
+- colour:   "what shape is the red"        (the only red object: its shape)
+- position: "what colour is the topleft"   (the object in that corner cell: its colour)
+
+The image depends only on (seed, index). The kind is drawn from (seed, index)
+too unless asked for, so the same image can be asked about different objects
+(the benchmark's question swap). `relevant` marks the target's cell,
+`objects` every object's cell (the saliency and background controls), and
+`cell_shapes` / `cell_colours` each cell's attributes (0 = empty), which
+pretraining teaches the tiny vision tower before the language model.
+
+Why selection is needed: there are twice as many objects as the K = 6 kept
+tokens, so a rule that keeps the most salient cells without reading the
+question keeps the target about half the time at best; and the tiny vision
+tower has no attention across cells, so a background token carries nothing
+about any object.
 """
 
 from __future__ import annotations
@@ -23,13 +31,12 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from ARR_COC.vocabulary import COLOURS, SHAPES
+from ARR_COC.vocabulary import COLOURS, CORNERS, SHAPES
 
-NAMED_SHAPE = "square"
 BACKGROUND = (20, 20, 24)
-RELEVANT_FRACTION = 0.05  # a cell is relevant when the named shape covers at least 5 % of it
-NUM_OBJECTS = 3           # the square and two distractors
-KINDS = ("square",)       # question kinds (one: see above); the benchmark reports figures per kind
+KINDS = ("shape", "colour", "position")
+TARGET = {"position": 0, "shape": 1, "colour": 2}  # the object each kind asks about (with fewer objects they share)
+NUM_OBJECTS = 12          # twice the K = 6 kept tokens, so saliency alone cannot find the target
 
 
 def draw_shape(draw: ImageDraw.ImageDraw, shape: str, box: tuple[int, int, int, int], fill) -> None:
@@ -48,83 +55,106 @@ def draw_shape(draw: ImageDraw.ImageDraw, shape: str, box: tuple[int, int, int, 
         raise ValueError(f"unknown shape {shape!r}; known: {SHAPES}")
 
 
-def place_in_cells(rng: np.random.Generator, count: int, image_size: int, cell_pixels: int) -> list[tuple]:
-    """`count` boxes, each inside a distinct token cell, of side 5/8 to ~9/10 of a cell, jittered."""
-    grid = image_size // cell_pixels
-    boxes = []
-    for cell in rng.choice(grid * grid, size=count, replace=False):
-        row, column = divmod(int(cell), grid)
-        side = int(rng.integers(cell_pixels * 5 // 8, cell_pixels - 3))
-        dx, dy = (int(v) for v in rng.integers(1, cell_pixels - side, size=2))
-        left, top = column * cell_pixels + dx, row * cell_pixels + dy
-        boxes.append((left, top, left + side - 1, top + side - 1))
-    return boxes
+def corner_cells(grid: int) -> tuple[int, ...]:
+    """Raster indices of the four corner cells, in the order of CORNERS."""
+    return (0, grid - 1, grid * (grid - 1), grid * grid - 1)
 
 
-def relevant_cells(mask: np.ndarray, cell_pixels: int) -> np.ndarray:
-    """[N] bool, raster order: cells where the mask covers at least RELEVANT_FRACTION."""
-    rows, columns = mask.shape[0] // cell_pixels, mask.shape[1] // cell_pixels
-    coverage = mask.reshape(rows, cell_pixels, columns, cell_pixels).mean(axis=(1, 3))
-    return (coverage >= RELEVANT_FRACTION).reshape(-1)
+def target_of(kind: str, count: int) -> int:
+    """The object a question kind asks about."""
+    return TARGET[kind] % count
 
 
-def make_sample(seed: int, index: int, image_size: int, cell_pixels: int, num_objects: int = NUM_OBJECTS) -> dict:
-    """One image, question, answer and relevant-cell mask, fixed by (seed, index).
+def object_cells(rng: np.random.Generator, count: int, grid: int) -> list[int]:
+    """`count` distinct cells; object 0 (the position question's target) lies in a corner, no other does."""
+    corners = corner_cells(grid)
+    corner = corners[int(rng.integers(len(corners)))]
+    return [corner] + [cell for cell in rng.permutation(grid * grid).tolist() if cell not in corners][:count - 1]
 
-    The square plus num_objects - 1 distractors, all shapes and colours distinct.
+
+def boxes_in_cells(rng: np.random.Generator, cells: list[int], grid: int, cell_pixels: int) -> np.ndarray:
+    """[count, 4] boxes (left, top, right, bottom), each inside its cell, of side 5/8 to ~9/10 of a
+    cell, jittered (drawn all at once: per-object draws were a third of the sample's cost)."""
+    count = len(cells)
+    sides = rng.integers(cell_pixels * 5 // 8, cell_pixels - 3, size=count)
+    offsets = rng.integers(1, cell_pixels - sides, size=(2, count))
+    rows, columns = np.divmod(np.asarray(cells), grid)
+    left, top = columns * cell_pixels + offsets[0], rows * cell_pixels + offsets[1]
+    return np.stack([left, top, left + sides - 1, top + sides - 1], axis=1)
+
+
+def object_attributes(rng: np.random.Generator, count: int) -> tuple[list[str], list[str]]:
+    """Shapes and colours: the shape question's target is the only one of its shape, the colour
+    question's target the only one of its colour."""
+    unique_shape = SHAPES[int(rng.integers(len(SHAPES)))]
+    unique_colour = list(COLOURS)[int(rng.integers(len(COLOURS)))]
+    other_shapes = [shape for shape in SHAPES if shape != unique_shape]
+    other_colours = [colour for colour in COLOURS if colour != unique_colour]
+    shapes = [other_shapes[int(i)] for i in rng.integers(len(other_shapes), size=count)]
+    colours = [other_colours[int(i)] for i in rng.integers(len(other_colours), size=count)]
+    shapes[target_of("shape", count)] = unique_shape
+    colours[target_of("colour", count)] = unique_colour
+    return shapes, colours
+
+
+def question_for(kind: str, shapes: list[str], colours: list[str], corner: str) -> tuple[str, str, int]:
+    """(question, answer, target object) of a question kind; the naming word comes last."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown question kind {kind!r}; known: {KINDS}")
+    target = target_of(kind, len(shapes))
+    if kind == "shape":
+        return f"what colour is the {shapes[target]}", colours[target], target
+    if kind == "colour":
+        return f"what shape is the {colours[target]}", shapes[target], target
+    return f"what colour is the {corner}", colours[target], target
+
+
+def make_sample(seed: int, index: int, image_size: int, cell_pixels: int, num_objects: int = NUM_OBJECTS,
+                kind: str | None = None) -> dict:
+    """One image with a question of `kind` (drawn when None), fixed by (seed, index).
+
+    The image does not depend on the kind: asking another kind asks about
+    another object of the same image.
     """
+    grid = image_size // cell_pixels
+    if not 0 < num_objects <= grid * grid - 3:
+        raise ValueError(f"num_objects must be between 1 and {grid * grid - 3} (one corner is used), got {num_objects}")
     rng = np.random.default_rng([seed, index])
-    others = [shape for shape in SHAPES if shape != NAMED_SHAPE]
-    shapes = [NAMED_SHAPE] + [others[i] for i in rng.permutation(len(others))[:num_objects - 1]]
-    colour_names = list(COLOURS)
-    colours = [colour_names[i] for i in rng.permutation(len(colour_names))[:num_objects]]
-    boxes = place_in_cells(rng, num_objects, image_size, cell_pixels)
+    cells = object_cells(rng, num_objects, grid)
+    boxes = boxes_in_cells(rng, cells, grid, cell_pixels)
+    shapes, colours = object_attributes(rng, num_objects)
+    kind = kind or KINDS[int(np.random.default_rng([seed, index, 2]).integers(len(KINDS)))]
+    corner = CORNERS[corner_cells(grid).index(cells[target_of("position", num_objects)])]
+    question, answer, target = question_for(kind, shapes, colours, corner)
     image = Image.new("RGB", (image_size, image_size), BACKGROUND)
     draw = ImageDraw.Draw(image)
-    for shape, colour, box in zip(shapes, colours, boxes):
-        draw_shape(draw, shape, box, COLOURS[colour])
-    mask = Image.new("L", (image_size, image_size), 0)
-    draw_shape(ImageDraw.Draw(mask), NAMED_SHAPE, boxes[0], 255)
-    everything = Image.new("L", (image_size, image_size), 0)
-    for shape, box in zip(shapes, boxes):
-        draw_shape(ImageDraw.Draw(everything), shape, box, 255)
-    return {
-        "image": image,
-        "question": f"what colour is the {NAMED_SHAPE} ?",
-        "answer": colours[0],
-        "kind": KINDS[0],
-        "relevant": relevant_cells(np.asarray(mask) > 0, cell_pixels),
-        "objects": relevant_cells(np.asarray(everything) > 0, cell_pixels),
-    }
-
-
-def make_single_colour_sample(seed: int, index: int, image_size: int, cell_pixels: int) -> dict:
-    """The whole image one colour: every visual token carries the answer (teaches colour words)."""
-    rng = np.random.default_rng([seed, index, 1])
-    colour = list(COLOURS)[int(rng.integers(len(COLOURS)))]
-    everything = np.ones((image_size // cell_pixels) ** 2, dtype=bool)
-    return {"image": Image.new("RGB", (image_size, image_size), COLOURS[colour]),
-            "question": f"what colour is the {NAMED_SHAPE} ?", "answer": colour, "kind": KINDS[0],
-            "relevant": everything, "objects": everything}
-
-
-def make_curriculum_sample(seed: int, index: int, image_size: int, cell_pixels: int, num_objects: int) -> dict:
-    """num_objects = 0: a single-colour image; else make_sample with that many objects."""
-    if num_objects == 0:
-        return make_single_colour_sample(seed, index, image_size, cell_pixels)
-    return make_sample(seed, index, image_size, cell_pixels, num_objects)
+    for shape, colour, box in zip(shapes, colours, boxes.tolist()):
+        draw_shape(draw, shape, tuple(box), COLOURS[colour])
+    relevant = np.zeros(grid * grid, dtype=bool)
+    relevant[cells[target]] = True  # every object lies inside its own cell (synthetic_test checks the pixels)
+    objects = np.zeros(grid * grid, dtype=bool)
+    objects[cells] = True
+    cell_shapes = np.zeros(grid * grid, dtype=np.int64)
+    cell_colours = np.zeros(grid * grid, dtype=np.int64)
+    cell_shapes[cells] = [1 + SHAPES.index(shape) for shape in shapes]
+    cell_colours[cells] = [1 + list(COLOURS).index(colour) for colour in colours]
+    return {"image": image, "question": question, "answer": answer, "kind": kind,
+            "relevant": relevant, "objects": objects,
+            "cell_shapes": cell_shapes, "cell_colours": cell_colours}
 
 
 class SyntheticVQA(torch.utils.data.Dataset):
     """`size` samples of the synthetic task; sample i is the same on every machine and run.
 
     `objects` is the number of objects per image, or a function of the sample
-    index (a pretraining curriculum; 0 = a single-colour image).
+    index (a pretraining curriculum). `kind` fixes the question kind of every
+    sample (None: drawn per sample).
     """
 
-    def __init__(self, size: int, seed: int, image_size: int, cell_pixels: int, objects=NUM_OBJECTS):
+    def __init__(self, size: int, seed: int, image_size: int, cell_pixels: int, objects=NUM_OBJECTS,
+                 kind: str | None = None):
         self.size, self.seed, self.image_size, self.cell_pixels = size, seed, image_size, cell_pixels
-        self.objects = objects
+        self.objects, self.kind = objects, kind
 
     def __len__(self) -> int:
         return self.size
@@ -133,4 +163,4 @@ class SyntheticVQA(torch.utils.data.Dataset):
         if not 0 <= index < self.size:
             raise IndexError(index)
         count = self.objects(index) if callable(self.objects) else self.objects
-        return make_curriculum_sample(self.seed, index, self.image_size, self.cell_pixels, count)
+        return make_sample(self.seed, index, self.image_size, self.cell_pixels, count, self.kind)
