@@ -7,18 +7,20 @@ unkept tokens are offered (`allocator` in the selector config):
 - "reinforce" (default): sample K tokens without replacement from
   softmax(scores / temperature) (Gumbel top-K), really keep only those (in
   raster order, as at evaluation), and push up the log-probability of the
-  sample in proportion to how much lower its answer loss was than that of
-  the deterministic top-K selection of the same sample (REINFORCE, reward =
-  -loss, self-critical per-sample baseline). The gradient is an unbiased
-  estimate of the gradient of the *expected* answer loss under the sampling
-  distribution (the baseline does not depend on the draw), not of the loss
-  of the hard top-K selection used at evaluation; the two meet as the scores
-  sharpen;
+  sample in proportion to how much more probable the right answer was than
+  with the deterministic top-K selection of the same sample (REINFORCE,
+  reward = the answer's probability, self-critical per-sample baseline). The
+  gradient is an unbiased estimate of the gradient of the *expected* answer
+  probability under the sampling distribution (the baseline does not depend
+  on the draw), not of that of the hard top-K selection used at evaluation;
+  the two meet as the scores sharpen. The reward is the probability, not
+  minus the loss: the loss made empty background a better bet than objects
+  (model.answer_cost says why);
 - "straight_through": all N tokens go to the language model, each multiplied
   by a mask whose forward value is the hard top-K indicator and whose
   gradient is that of a softmax over all N scores (`hard + p - p.detach()`).
-  On the square task with the pretrained tiny backbone it made the held-out
-  loss worse (docs/training.md), so it is kept only as an option.
+  It trains on a sequence (all N placeholders, most zeroed) that evaluation
+  never shows the LM; docs/training.md compares the two.
 
 At evaluation the unkept tokens are really dropped (deterministic top-K).
 """
@@ -79,10 +81,10 @@ def reinforce_surrogate(scores: torch.Tensor, order: torch.Tensor, losses: torch
                         baseline: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """Scalar whose gradient is the REINFORCE estimate; value 0.
 
-    `losses` [B] of the sampled selections `order`, `baseline` [B] the loss of
-    each sample's own deterministic top-K selection (self-critical): a
+    `losses` [B] costs of the sampled selections `order` (lower is better),
+    `baseline` [B] the cost of each sample's own deterministic top-K selection (self-critical): a
     per-sample baseline that does not depend on the draw, so the estimate of
-    the gradient of the expected loss stays unbiased, and that gives a
+    the gradient of the expected cost stays unbiased, and that gives a
     nonzero gradient at batch size 1 (a batch-mean baseline, which includes
     the sample itself, cancels it there).
     """

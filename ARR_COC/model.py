@@ -185,8 +185,8 @@ class ARRCOC(nn.Module):
             with torch.no_grad():
                 greedy, _ = self.language_model_pass(batch, features, best, None, scores.device)
             loss = loss.detach() + attending.reinforce_surrogate(
-                scores, order, per_sample_loss(output.logits, inputs["labels"]),
-                per_sample_loss(greedy.logits, inputs["labels"]), self.selector.config.temperature)
+                scores, order, answer_cost(output.logits, inputs["labels"]),
+                answer_cost(greedy.logits, inputs["labels"]), self.selector.config.temperature)
         selected = attending.top_k_indices(scores, self.num_visual_tokens) if mode == "train" else kept
         return {"loss": loss, "logits": output.logits, "inputs": inputs, "kept": selected,
                 "scores": scores, "grid": features.grid}
@@ -248,6 +248,14 @@ def per_sample_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
                                              ignore_index=-100, reduction="none")
     counts = (shifted != -100).sum(1).clamp_min(1)
     return token_loss.sum(1) / counts
+
+
+def answer_cost(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """[B] minus the probability the LM gives the right answer (per token, geometric mean): the
+    REINFORCE cost. Bounded, unlike the answer loss: with the loss as cost, a selection of
+    distractors (a confidently wrong answer, loss ~4) cost more than one of empty background
+    (a guess, loss ~1.8), so the selector learnt to keep background and never found the target."""
+    return -torch.exp(-per_sample_loss(logits, labels))
 
 
 def load_selector(directory: str, base_model: str | None = None, weights_path: str | None = None,

@@ -175,3 +175,15 @@ def test_fast_tiny_patcher_equals_the_image_processor(tiny_backbone, tiny_batch)
 
     patched = tiny_pixel_values(tiny_batch["images"], tiny_backbone.config.vision_config)
     assert torch.equal(patched, tiny_batch["pixel_values"].to(patched.dtype))
+
+
+@pytest.mark.parametrize("answer_probability", [0.5, 0.9, 0.01])
+def test_reinforce_cost_is_minus_the_answer_probability(answer_probability):
+    """Bounded: a confidently wrong answer costs barely more than a guess (not ~2.5 nats more)."""
+    from ARR_COC.model import answer_cost
+
+    others = (1 - answer_probability) / 5
+    probabilities = torch.full((1, 3, 6), 1 / 6)
+    probabilities[0, 0] = torch.tensor([others] * 3 + [answer_probability] + [others] * 2)
+    labels = torch.tensor([[-100, 3, -100]])  # the answer token (3) is predicted at position 0
+    assert answer_cost(probabilities.log(), labels).item() == pytest.approx(-answer_probability, rel=1e-5)

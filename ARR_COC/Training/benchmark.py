@@ -35,6 +35,7 @@ EXTRA_BACKBONE_SEEDS = (1, 2)   # --seeds: pretrained here, next to the cached b
 SELECTOR_SEEDS = 3              # --seeds: selector seeds seed, seed + 1, seed + 2 on each backbone
 EVAL_SEED_OFFSET = 20_000       # held-out images: neither the selector's training set nor pretraining's
 SWAP_IMAGES = 128               # images asked two questions for question_swap_jaccard
+SELECTOR_LEARNING_RATE = 1e-2   # 3e-2 was unstable on the 12-object task, 3e-3 slow (docs/training.md)
 
 
 def saliency_indices(images: torch.Tensor, cell_pixels: int, k: int) -> torch.Tensor:
@@ -181,6 +182,7 @@ def train_selector(backbone_path: str, seed: int, k: int, steps: int, log) -> ob
     output = tempfile.mkdtemp(prefix="arr_coc_benchmark_")
     config = load_config(None, environ={}, overrides={
         "tiny_backbone_weights": backbone_path, "max_steps": steps, "output_dir": output, "seed": seed,
+        "learning_rate": SELECTOR_LEARNING_RATE,
         "num_visual_tokens": k, "synthetic_train_size": steps * 16, "batch_size": 16,
         "gradient_accumulation_steps": 1, "eval_every_n_steps": 0, "save_every_n_steps": 0,
         "log_every_n_steps": 50})
@@ -280,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--k", type=int, default=6, help="visual tokens kept (of 64)")
     parser.add_argument("--seeds", action="store_true", help="3 backbone seeds x 3 selector seeds")
     parser.add_argument("--out", default=None, help="folder for the PNGs (default: a temp folder)")
-    parser.add_argument("--steps", type=int, default=150, help="selector training steps (batch 16)")
+    parser.add_argument("--steps", type=int, default=400, help="selector training steps (batch 16)")
     parser.add_argument("--eval-samples", type=int, default=384)
     args = parser.parse_args(argv)
     if not 0 < args.k < 64:

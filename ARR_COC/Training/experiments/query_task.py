@@ -1,8 +1,8 @@
 """Experiments behind docs/training.md's "query-dependent task" figures: can a tiny
 Qwen3-VL learn one-hop query-dependent questions, and at what CPU cost?
 
-Research code, not the product: the recipe it found is not yet in pretrain_tiny
-(query_task_integration.patch beside it is the unfinished integration). Run:
+Research code, not the product: the recipe it found is what pretrain_tiny now
+does. Kept so that the tables in docs/training.md can be rerun:
 
     tools/bazel run //ARR_COC/Training/experiments:query_task -- --vision-pretrain-steps 150 --aux \
         --temporal 1 --steps 3600 --lr 5e-3 --objects 1,2,4,8,12,12,12,12,12,12,12,12
@@ -20,7 +20,7 @@ SHAPES = ("square", "circle", "triangle", "cross")
 COLOURS = {"red": (220, 40, 40), "green": (40, 200, 60), "blue": (50, 80, 230),
            "yellow": (230, 220, 50), "purple": (160, 60, 200), "orange": (240, 140, 30)}
 CORNER_WORDS = ("topleft", "topright", "bottomleft", "bottomright")
-WORDS = TINY_WORDS + CORNER_WORDS
+WORDS = TINY_WORDS + tuple(w for w in CORNER_WORDS if w not in TINY_WORDS)
 VOCAB = {t: i for i, t in enumerate(SPECIAL_TOKENS + (UNKNOWN_TOKEN,) + WORDS)}
 BG = (20, 20, 24)
 IMG, CELL, GRID = 256, 32, 8
