@@ -1,10 +1,10 @@
 """Keep K visual tokens, with a selection that the loss can train.
 
 A straight-through gate on the kept tokens alone gives the unkept ones no
-signal and stays at chance. Two training signals that reach the
+signal and stays at chance. Three training signals that reach the
 unkept tokens are offered (`allocator` in the selector config):
 
-- "reinforce" (default): sample K tokens without replacement from
+- "reinforce": sample K tokens without replacement from
   softmax(scores / temperature) (Gumbel top-K), really keep only those (in
   raster order, as at evaluation), and push up the log-probability of the
   sample in proportion to how much more probable the right answer was than
@@ -21,6 +21,14 @@ unkept tokens are offered (`allocator` in the selector config):
   gradient is that of a softmax over all N scores (`hard + p - p.detach()`).
   It trains on a sequence (all N placeholders, most zeroed) that evaluation
   never shows the LM; docs/training.md compares the two.
+
+- "attention" (default): distillation from the frozen LM. With all N tokens given, the
+  share of the prompt's attention each visual token receives is the target;
+  the scores are trained by cross-entropy of softmax(scores / temperature)
+  against it. No sampling and a dense, per-token signal, at the price of one
+  all-token LM pass (without gradient) per training step. On the 12-object
+  task it is the only one of the three that learnt where to look on every
+  backbone tried (docs/training.md).
 
 At evaluation the unkept tokens are really dropped (deterministic top-K).
 """
@@ -91,3 +99,10 @@ def reinforce_surrogate(scores: torch.Tensor, order: torch.Tensor, losses: torch
     advantage = losses.detach() - baseline.detach()
     surrogate = (advantage * sample_log_prob(scores, order, temperature)).mean()
     return surrogate - surrogate.detach()
+
+
+def distillation_surrogate(scores: torch.Tensor, target: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """Scalar whose gradient is that of the cross-entropy of softmax(scores / temperature) against
+    the target distribution [B, N] (rows summing to 1), averaged over the batch; value 0."""
+    cross_entropy = -(target.detach() * torch.log_softmax(scores / temperature, dim=1)).sum(1).mean()
+    return cross_entropy - cross_entropy.detach()

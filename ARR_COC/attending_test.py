@@ -70,3 +70,13 @@ def test_reinforce_at_batch_size_one_follows_the_self_critical_baseline(loss, ba
     attending.reinforce_surrogate(scores, torch.tensor([[2, 0]]), torch.tensor([loss]),
                                   torch.tensor([baseline])).backward()
     assert torch.sign(scores.grad[0, 2]).item() == sign
+
+
+def test_distillation_moves_the_scores_towards_the_target_and_has_value_zero():
+    scores = torch.zeros(2, 4, requires_grad=True)
+    target = torch.tensor([[0.7, 0.1, 0.1, 0.1], [0.0, 0.0, 0.5, 0.5]])
+    surrogate = attending.distillation_surrogate(scores, target)
+    assert surrogate.item() == 0.0
+    surrogate.backward()
+    # d/d scores of mean cross-entropy = (softmax(scores) - target) / batch
+    torch.testing.assert_close(scores.grad, (torch.full((2, 4), 0.25) - target) / 2)

@@ -10,7 +10,9 @@ positions (see sequences.py). Modes:
   (Gumbel top-K) really kept, and the returned loss carries the REINFORCE
   gradient to the scores (self-critical baseline: one more LM pass, without
   gradient, with the deterministic top-K); with "straight_through", all N placeholders, each
-  token scaled by the straight-through top-K mask (attending.py);
+  token scaled by the straight-through top-K mask (attending.py); with "attention", the
+  deterministic top-K kept, and the loss's gradient pulls softmax(scores) towards the share of
+  the prompt's attention each token gets when the frozen LM sees them all (`prompt_attention`);
 - "select": the K best tokens really kept (evaluation, inference);
 - "random": K random tokens; "all": every token (benchmark baselines).
 """
@@ -30,7 +32,7 @@ from ARR_COC.knowing import InformationScorer, ParticipatoryScorer, Perspectival
 from ARR_COC.texture import CHANNELS, texture_map
 
 MODES = ("train", "select", "random", "all")
-ALLOCATORS = ("reinforce", "straight_through")
+ALLOCATORS = ("reinforce", "straight_through", "attention")
 SELECTOR_WEIGHTS = "selector.safetensors"
 SELECTOR_CONFIG = "selector_config.json"
 PROVENANCE = "provenance.json"  # what the selector was trained from: base model and dataset revisions, figures
@@ -46,7 +48,7 @@ class SelectorConfig:
     image_size: int
     base_model: str
     temperature: float = 1.0
-    allocator: str = "reinforce"
+    allocator: str = "attention"
     texture_channels: tuple[str, ...] = CHANNELS
     base_model_revision: str = ""   # the pinned hub commit of base_model ("" for tiny or a folder)
 
@@ -133,12 +135,12 @@ class ARRCOC(nn.Module):
         batch, n = scores.shape
         k = self.num_visual_tokens
         everything = torch.arange(n, device=scores.device).expand(batch, -1)
-        if mode == "train":
+        if mode == "train" and self.selector.config.allocator != "attention":
             if self.selector.config.allocator == "reinforce":
                 return attending.gumbel_top_k(scores, k, self.selector.config.temperature,
                                               generator or self.sampling), None
             return everything, attending.straight_through_mask(scores, k, self.selector.config.temperature)
-        if mode == "select":
+        if mode in ("select", "train"):
             return attending.top_k_indices(scores, k), None
         if mode == "random":
             return attending.random_indices(batch, n, k, generator).to(scores.device), None
@@ -187,9 +189,40 @@ class ARRCOC(nn.Module):
             loss = loss.detach() + attending.reinforce_surrogate(
                 scores, order, answer_cost(output.logits, inputs["labels"]),
                 answer_cost(greedy.logits, inputs["labels"]), self.selector.config.temperature)
+        elif mode == "train" and self.selector.config.allocator == "attention":
+            # Value: the answer loss with the top-K kept; gradient: towards the LM's own attention.
+            target = self.prompt_attention(batch, features)
+            loss = loss.detach() + attending.distillation_surrogate(scores, target, self.selector.config.temperature)
         selected = attending.top_k_indices(scores, self.num_visual_tokens) if mode == "train" else kept
         return {"loss": loss, "logits": output.logits, "inputs": inputs, "kept": selected,
                 "scores": scores, "grid": features.grid}
+
+    @torch.no_grad()
+    def prompt_attention(self, batch: dict, features: VisualFeatures) -> torch.Tensor:
+        """[B, N] share of the prompt's attention each visual token gets with all N given to the LM:
+        attention from every prompt token after the image (question, chat tokens up to where the
+        answer starts) to each visual token, averaged over heads, summed over positions and layers,
+        normalised. No labels: the frozen LM says which tokens this question reads. On the tiny
+        backbone the target's cell is among the 6 largest for 96-100 % of questions."""
+        batch_size, n = features.tokens.shape[:2]
+        everything = torch.arange(n).expand(batch_size, -1)
+        inputs = sequences.build_batch(self.template, batch["question_ids"], None, everything, features.grid)
+        device = features.tokens.device
+        inputs = {name: value.to(device) for name, value in inputs.items()}
+        model = self.language_vision_model
+        previous = model.config._attn_implementation
+        model.set_attn_implementation("eager")  # the fused kernels do not return attention weights
+        try:
+            output = model(**inputs, mm_encoder_outputs=self.encoder_outputs(features, everything, None),
+                           output_attentions=True, use_cache=False)
+        finally:
+            model.set_attn_implementation(previous)
+        image_start = len(self.template.before_image)
+        text_start = image_start + n + len(self.template.after_image)
+        readers = inputs["attention_mask"][:, text_start:, None].float()  # padding reads nothing
+        received = sum((layer.float().mean(1)[:, text_start:, image_start:image_start + n] * readers).sum(1)
+                       for layer in output.attentions)
+        return received / received.sum(1, keepdim=True)
 
     @torch.no_grad()
     def generate(self, batch: dict, mode: str = "select", max_new_tokens: int = 8,
@@ -285,7 +318,7 @@ def load_selector(directory: str, base_model: str | None = None, weights_path: s
 
 
 def build_model(backbone: Backbone, num_visual_tokens: int, image_size: int, seed: int = 0,
-                allocator: str = "reinforce", temperature: float = 1.0, base_model_revision: str = "") -> ARRCOC:
+                allocator: str = "attention", temperature: float = 1.0, base_model_revision: str = "") -> ARRCOC:
     """A fresh selector (seeded) around a loaded backbone."""
     if allocator not in ALLOCATORS:
         raise ValueError(f"allocator {allocator!r} is not one of {ALLOCATORS}")

@@ -15,7 +15,7 @@ def model(tiny_backbone) -> ARRCOC:
     return build_model(tiny_backbone, K, IMAGE_SIZE, seed=0)
 
 
-@pytest.mark.parametrize("allocator", ["reinforce", "straight_through"])
+@pytest.mark.parametrize("allocator", ["reinforce", "straight_through", "attention"])
 def test_every_trainable_parameter_gets_a_gradient_and_the_backbone_none(tiny_backbone, tiny_batch, allocator):
     model = build_model(tiny_backbone, K, IMAGE_SIZE, seed=0, allocator=allocator)
     model.train()
@@ -29,7 +29,7 @@ def test_every_trainable_parameter_gets_a_gradient_and_the_backbone_none(tiny_ba
 
 
 @pytest.mark.parametrize("allocator, mode, visual_tokens", [
-    ("reinforce", "train", K), ("straight_through", "train", N),
+    ("reinforce", "train", K), ("straight_through", "train", N), ("attention", "train", K),
     ("reinforce", "select", K), ("reinforce", "random", K), ("reinforce", "all", N)])
 def test_shapes_and_budget(tiny_backbone, tiny_batch, allocator, mode, visual_tokens):
     model = build_model(tiny_backbone, K, IMAGE_SIZE, seed=0, allocator=allocator)
@@ -187,3 +187,29 @@ def test_reinforce_cost_is_minus_the_answer_probability(answer_probability):
     probabilities[0, 0] = torch.tensor([others] * 3 + [answer_probability] + [others] * 2)
     labels = torch.tensor([[-100, 3, -100]])  # the answer token (3) is predicted at position 0
     assert answer_cost(probabilities.log(), labels).item() == pytest.approx(-answer_probability, rel=1e-5)
+
+
+def test_prompt_attention_is_the_attention_the_prompt_pays_to_each_visual_token(model, tiny_batch):
+    """Checked against the eager attention weights of a stock all-token forward, summed by hand."""
+    from ARR_COC import sequences
+
+    features = model.encode_images(tiny_batch["pixel_values"], tiny_batch["image_grid_thw"])
+    target = model.prompt_attention(tiny_batch, features)
+    assert target.shape == (3, N) and torch.allclose(target.sum(1), torch.ones(3))
+    assert model.language_vision_model.config._attn_implementation != "eager", "the eager switch is undone"
+    everything = torch.arange(N).expand(3, -1)
+    inputs = sequences.build_batch(model.template, tiny_batch["question_ids"], None, everything, features.grid)
+    lm = model.language_vision_model
+    lm.set_attn_implementation("eager")
+    try:
+        with torch.no_grad():
+            attentions = lm(**inputs, mm_encoder_outputs=model.encoder_outputs(features, everything, None),
+                            output_attentions=True, use_cache=False).attentions
+    finally:
+        lm.set_attn_implementation("sdpa")
+    start = len(model.template.before_image)
+    for row in range(3):
+        prompt_end = int(inputs["attention_mask"][row].sum())  # right padding
+        readers = range(start + N + len(model.template.after_image), prompt_end)
+        expected = sum(layer[row].mean(0)[list(readers), start:start + N].sum(0) for layer in attentions)
+        torch.testing.assert_close(target[row], expected / expected.sum())

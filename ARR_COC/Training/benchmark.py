@@ -35,7 +35,7 @@ EXTRA_BACKBONE_SEEDS = (1, 2)   # --seeds: pretrained here, next to the cached b
 SELECTOR_SEEDS = 3              # --seeds: selector seeds seed, seed + 1, seed + 2 on each backbone
 EVAL_SEED_OFFSET = 20_000       # held-out images: neither the selector's training set nor pretraining's
 SWAP_IMAGES = 128               # images asked two questions for question_swap_jaccard
-SELECTOR_LEARNING_RATE = 1e-2   # 3e-2 was unstable on the 12-object task, 3e-3 slow (docs/training.md)
+SELECTOR_LEARNING_RATE = 1e-2   # distillation learnt alike at 3e-3 and 1e-2; REINFORCE needs 1e-2 (docs/training.md)
 
 
 def saliency_indices(images: torch.Tensor, cell_pixels: int, k: int) -> torch.Tensor:

@@ -54,7 +54,7 @@ class TrainConfig:
     synthetic_eval_size: int = 256
     image_size: int = 256
     num_visual_tokens: int = 6
-    allocator: str = "reinforce"
+    allocator: str = "attention"
     max_question_tokens: int = 48
     max_answer_tokens: int = 8
     learning_rate: float = 1e-3
@@ -90,7 +90,8 @@ positive = (lambda v: v > 0, "an integer > 0")
 non_negative = (lambda v: v >= 0, "an integer >= 0 (0 = no limit / off)")
 CHECKS = {
     "dataset": (lambda v: v in ("synthetic", "vqav2"), "one of: synthetic, vqav2"),
-    "allocator": (lambda v: v in ("reinforce", "straight_through"), "one of: reinforce, straight_through"),
+    "allocator": (lambda v: v in ("reinforce", "straight_through", "attention"),
+                  "one of: reinforce, straight_through, attention"),
     "mixed_precision": (lambda v: v in ("auto", "no", "bf16", "fp16"), "one of: auto, no, bf16, fp16"),
     "image_size": (lambda v: v > 0 and v % 32 == 0, "a positive multiple of 32 (patch 16 x merge 2)"),
     "num_visual_tokens": positive, "batch_size": positive, "gradient_accumulation_steps": positive,
