@@ -30,7 +30,7 @@ from ARR_COC.Training.synthetic import KINDS, SyntheticVQA
 
 CURVE_KS = (2, 4, 6, 8, 16)
 CURVE_METHODS = ("trained", "random", "saliency")
-METHODS = ("trained", "random", "saliency", "background", "all")
+METHODS = ("trained", "random", "saliency", "background", "all", "lm_attention")
 EXTRA_BACKBONE_SEEDS = (1, 2)   # --seeds: pretrained here, next to the cached backbone
 SELECTOR_SEEDS = 3              # --seeds: selector seeds seed, seed + 1, seed + 2 on each backbone
 EVAL_SEED_OFFSET = 20_000       # held-out images: neither the selector's training set nor pretraining's
@@ -54,9 +54,12 @@ def background_indices(objects: torch.Tensor, k: int, generator: torch.Generator
     return noise.topk(k, dim=1).indices
 
 
-def kept_for(method: str, k: int, model, batch: dict, scores: torch.Tensor, objects: torch.Tensor,
+def kept_for(method: str, k: int, model, batch: dict, features, scores: torch.Tensor, objects: torch.Tensor,
              generator: torch.Generator) -> torch.Tensor:
-    """[B, K] cells a method keeps (the LM reads them in raster order whatever the order here)."""
+    """[B, K] cells a method keeps (the LM reads them in raster order whatever the order here).
+
+    `lm_attention` is the default allocator's teacher: the K tokens the frozen LM's prompt attends
+    to most with all tokens given (a reference that needs the all-token pass, not a selector)."""
     from ARR_COC import attending
 
     batch_size, n = scores.shape
@@ -70,13 +73,15 @@ def kept_for(method: str, k: int, model, batch: dict, scores: torch.Tensor, obje
         return background_indices(objects, k, generator)
     if method == "all":
         return torch.arange(n).expand(batch_size, -1)
+    if method == "lm_attention":
+        return attending.top_k_indices(model.prompt_attention(batch, features), k)
     raise ValueError(f"unknown method {method!r}; known: {METHODS}")
 
 
 def method_budgets(k: int, n: int) -> list[tuple[str, int]]:
     """(method, K) pairs to evaluate: every method at K, the curve methods at every CURVE_K."""
     pairs = {(method, budget) for method in CURVE_METHODS for budget in (*CURVE_KS, k) if budget < n}
-    pairs |= {("background", k), ("all", n)}
+    pairs |= {("background", k), ("lm_attention", k), ("all", n)}
     return sorted(pairs)
 
 
@@ -108,7 +113,7 @@ def evaluate_methods(model, dataset, k: int, seed: int, batch_size: int = 32) ->
         scores = model.scores(batch, features)
         n = scores.shape[1]
         for method, budget in method_budgets(k, n):
-            kept = kept_for(method, budget, model, batch, scores, objects, generator)
+            kept = kept_for(method, budget, model, batch, features, scores, objects, generator)
             texts = model.backbone.tokenizer.batch_decode(model.answer(batch, features, kept, 4),
                                                           skip_special_tokens=True)
             hits = torch.zeros_like(batch["relevant"]).scatter(1, kept, True) & batch["relevant"]
