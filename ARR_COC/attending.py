@@ -23,7 +23,8 @@ unkept tokens are offered (`allocator` in the selector config):
   never shows the LM; docs/training.md compares the two.
 
 - "attention" (default): distillation from the frozen LM. With all N tokens given, the
-  share of the prompt's attention each visual token receives is the target;
+  target is where the question's words look (per visual token, the largest share of
+  its image attention any question token gives it in any layer);
   the scores are trained by cross-entropy of softmax(scores / temperature)
   against it. No sampling and a dense, per-token signal, at the price of one
   all-token LM pass (without gradient) per training step. On the 12-object

@@ -11,8 +11,8 @@ positions (see sequences.py). Modes:
   gradient to the scores (self-critical baseline: one more LM pass, without
   gradient, with the deterministic top-K); with "straight_through", all N placeholders, each
   token scaled by the straight-through top-K mask (attending.py); with "attention", the
-  deterministic top-K kept, and the loss's gradient pulls softmax(scores) towards the share of
-  the prompt's attention each token gets when the frozen LM sees them all (`prompt_attention`);
+  deterministic top-K kept, and the loss's gradient pulls softmax(scores) towards where the
+  question's words look when the frozen LM sees all tokens (`prompt_attention`);
 - "select": the K best tokens really kept (evaluation, inference);
 - "random": K random tokens; "all": every token (benchmark baselines).
 """
@@ -198,31 +198,47 @@ class ARRCOC(nn.Module):
                 "scores": scores, "grid": features.grid}
 
     @torch.no_grad()
-    def prompt_attention(self, batch: dict, features: VisualFeatures) -> torch.Tensor:
-        """[B, N] share of the prompt's attention each visual token gets with all N given to the LM:
-        attention from every prompt token after the image (question, chat tokens up to where the
-        answer starts) to each visual token, averaged over heads, summed over positions and layers,
-        normalised. No labels: the frozen LM says which tokens this question reads. On the tiny
-        backbone the target's cell is among the 6 largest for 96-100 % of questions."""
+    def all_token_attentions(self, batch: dict, features: VisualFeatures) -> tuple[tuple[torch.Tensor, ...], dict]:
+        """(per layer [B, heads, L, L] attention weights, inputs) of the frozen LM given all N visual
+        tokens and the prompt, no answer. Logits for the last position only: the teacher reads none,
+        and on the 2B model the full ones would cost L x 151,936 values per sample."""
         batch_size, n = features.tokens.shape[:2]
         everything = torch.arange(n).expand(batch_size, -1)
         inputs = sequences.build_batch(self.template, batch["question_ids"], None, everything, features.grid)
-        device = features.tokens.device
-        inputs = {name: value.to(device) for name, value in inputs.items()}
+        inputs = {name: value.to(features.tokens.device) for name, value in inputs.items() if name != "labels"}
         model = self.language_vision_model
         previous = model.config._attn_implementation
         model.set_attn_implementation("eager")  # the fused kernels do not return attention weights
         try:
             output = model(**inputs, mm_encoder_outputs=self.encoder_outputs(features, everything, None),
-                           output_attentions=True, use_cache=False)
+                           output_attentions=True, use_cache=False, logits_to_keep=1)
         finally:
             model.set_attn_implementation(previous)
+        return output.attentions, inputs
+
+    @torch.no_grad()
+    def prompt_attention(self, batch: dict, features: VisualFeatures) -> torch.Tensor:
+        """[B, N] where the question looks, with all N visual tokens given to the frozen LM: for each
+        question token and layer, the share of its image attention (mean of heads) that each visual
+        token gets; per visual token the most any question token gives it in any layer; normalised.
+        The maximum, not the sum: most question words (and the chat tokens) spread their attention
+        over every object alike, and summed they drown the one word that picks the object out
+        (docs/training.md measures both). No labels."""
+        batch_size, n = features.tokens.shape[:2]
+        device = features.tokens.device
+        attentions, inputs = self.all_token_attentions(batch, features)
         image_start = len(self.template.before_image)
-        text_start = image_start + n + len(self.template.after_image)
-        readers = inputs["attention_mask"][:, text_start:, None].float()  # padding reads nothing
-        received = sum((layer.float().mean(1)[:, text_start:, image_start:image_start + n] * readers).sum(1)
-                       for layer in output.attentions)
-        return received / received.sum(1, keepdim=True)
+        question_start = image_start + n + len(self.template.after_image)
+        positions = torch.arange(inputs["input_ids"].shape[1], device=device)
+        lengths = torch.tensor([len(q) for q in batch["question_ids"]], device=device)
+        asking = (positions >= question_start) & (positions < question_start + lengths[:, None])  # [B, L]
+        looked_at = torch.zeros(batch_size, n, device=device)
+        for layer in attentions:
+            to_image = layer.mean(1, dtype=torch.float32)[:, :, image_start:image_start + n]  # [B, L, N]
+            share = to_image / to_image.sum(-1, keepdim=True).clamp_min(1e-12)
+            looked_at = torch.maximum(looked_at, (share * asking[..., None]).amax(1))
+        looked_at = looked_at.masked_fill(~asking.any(1, keepdim=True), 1.0)  # no question: no preference
+        return looked_at / looked_at.sum(1, keepdim=True)
 
     @torch.no_grad()
     def generate(self, batch: dict, mode: str = "select", max_new_tokens: int = 8,

@@ -189,8 +189,9 @@ def test_reinforce_cost_is_minus_the_answer_probability(answer_probability):
     assert answer_cost(probabilities.log(), labels).item() == pytest.approx(-answer_probability, rel=1e-5)
 
 
-def test_prompt_attention_is_the_attention_the_prompt_pays_to_each_visual_token(model, tiny_batch):
-    """Checked against the eager attention weights of a stock all-token forward, summed by hand."""
+def test_prompt_attention_is_where_the_question_words_look(model, tiny_batch):
+    """Checked against the eager attention weights of a stock all-token forward, by hand: per
+    question token and layer the head-mean attention to the image as shares, the maximum over them."""
     from ARR_COC import sequences
 
     features = model.encode_images(tiny_batch["pixel_values"], tiny_batch["image_grid_thw"])
@@ -208,8 +209,16 @@ def test_prompt_attention_is_the_attention_the_prompt_pays_to_each_visual_token(
     finally:
         lm.set_attn_implementation("sdpa")
     start = len(model.template.before_image)
-    for row in range(3):
-        prompt_end = int(inputs["attention_mask"][row].sum())  # right padding
-        readers = range(start + N + len(model.template.after_image), prompt_end)
-        expected = sum(layer[row].mean(0)[list(readers), start:start + N].sum(0) for layer in attentions)
+    question_start = start + N + len(model.template.after_image)
+    for row, question in enumerate(tiny_batch["question_ids"]):
+        assert question, "the fixture asks a question"
+        shares = [layer[row].mean(0)[position, start:start + N] for layer in attentions
+                  for position in range(question_start, question_start + len(question))]
+        expected = torch.stack([share / share.sum() for share in shares]).amax(0)
         torch.testing.assert_close(target[row], expected / expected.sum())
+
+
+def test_prompt_attention_without_a_question_prefers_no_token(model, tiny_batch):
+    features = model.encode_images(tiny_batch["pixel_values"], tiny_batch["image_grid_thw"])
+    target = model.prompt_attention({**tiny_batch, "question_ids": [[]] * 3}, features)
+    torch.testing.assert_close(target, torch.full((3, N), 1 / N))
