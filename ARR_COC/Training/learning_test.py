@@ -9,7 +9,7 @@ from ARR_COC.Training import checkpoint
 from ARR_COC.Training.config import load_config
 from ARR_COC.Training.train import run
 
-STEPS = 256  # selector steps in the learning test (one epoch of 4096 training samples, about 2 CPU-minutes)
+STEPS = 128  # selector steps in the learning test (one epoch of 2048 training samples, about 1 CPU-minute)
 
 
 def config_for(tmp_path, backbone, **overrides):
@@ -43,13 +43,13 @@ def held_out(model, config) -> tuple[float, float]:
 
 
 def test_short_selector_run_lowers_the_loss(tmp_path, pretrained_backbone_path):
-    """A short run of the default allocator (distillation of the LM's prompt attention) keeps the
-    target's cell more often than the untrained selector, and the answer loss with K kept falls.
+    """A short run of the default allocator (distillation of where the question's words look)
+    keeps the target's cell more often than the untrained selector, and the answer loss with K
+    kept falls.
 
     One seed pair (the cached backbone, selector seed 0). Measured outside Bazel on that backbone,
-    selector seeds 0 / 1 / 2: loss x0.86 / x0.35 / x0.40, recall@6 0.55 -> 0.64 / 0.17 -> 0.70 /
-    0.14 -> 0.67 (128 steps were not enough for seed 0: 0.55 -> 0.52), so the bounds below hold on
-    all three (docs/training.md).
+    selector seeds 0 / 1 / 2: loss x0.49 / x0.23 / x0.21, recall@6 0.53 -> 0.86 / 0.17 -> 0.86 /
+    0.23 -> 0.91, so the bounds below hold on all three with room (docs/training.md).
     """
     from ARR_COC.backbone import load_backbone
     from ARR_COC.model import build_model, load_selector
@@ -63,8 +63,8 @@ def test_short_selector_run_lowers_the_loss(tmp_path, pretrained_backbone_path):
     loss_after, recall_after = held_out(trained, config)
     figures = f"loss {loss_before:.3f} -> {loss_after:.3f}, recall@K {recall_before:.2f} -> {recall_after:.2f}"
     print(figures)
-    assert loss_after < 0.9 * loss_before, f"held-out loss did not fall enough: {figures}"
-    assert recall_after > recall_before + 0.05 and recall_after >= 0.6, \
+    assert loss_after < 0.7 * loss_before, f"held-out loss did not fall enough: {figures}"
+    assert recall_after > recall_before + 0.2 and recall_after >= 0.75, \
         f"the selector did not learn where to look: {figures}"
 
 
