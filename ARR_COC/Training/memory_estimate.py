@@ -1,4 +1,4 @@
-"""GPU memory of one training step on the real backbone, per batch size, in bf16, for both allocators.
+"""GPU memory of one training step on the real backbone, per batch size, in bf16, for each allocator.
 
     tools/bazel run //ARR_COC/Training:memory_estimate            # table for docs/training.md
 
@@ -11,7 +11,10 @@ adds up the bytes autograd keeps for the backward pass. The step's bytes are
 linear in layers, batch and vocabulary, so two points on each axis give
 the full model: weights (bf16, all of them) + kept activations + what the
 loss over the logits holds at its peak beyond that (bf16 logits, their fp32
-copy, and the fp32 log-softmax where autograd does not keep it).
+copy, and the fp32 log-softmax where autograd does not keep it). The
+"attention" allocator also runs the teacher's all-token pass without
+gradient; its peak is the eager attention weights of every layer, held
+together until the pass ends (measured the same way, at 1 and 2 layers).
 """
 
 from __future__ import annotations
@@ -85,9 +88,9 @@ def stand_in_tokenizer(config):
                                    unk_token="<unk>")
 
 
-def step_bytes(allocator: str, layers: int, vocab: int, batch_size: int, image_size: int, k: int,
-               question_tokens: int, answer_tokens: int) -> tuple[int, int]:
-    """(kept activation bytes, sequence length) of one training step of the cut model."""
+def small_model(allocator: str, layers: int, vocab: int, batch_size: int, image_size: int, k: int,
+                question_tokens: int, answer_tokens: int):
+    """(ARRCOC on the cut backbone, in train mode, and a batch of random images with word questions)."""
     from ARR_COC.model import build_model
     from ARR_COC.preprocess import collate
 
@@ -97,7 +100,24 @@ def step_bytes(allocator: str, layers: int, vocab: int, batch_size: int, image_s
     samples = [{"image": rng.integers(0, 255, (image_size, image_size, 3), dtype=np.uint8),
                 "question": " ".join(["word"] * question_tokens), "answer": " ".join(["word"] * answer_tokens)}
                for _ in range(batch_size)]
-    batch = collate(samples, backbone, image_size, question_tokens, answer_tokens)
+    return model, collate(samples, backbone, image_size, question_tokens, answer_tokens)
+
+
+def teacher_bytes(layers: int, vocab: int, batch_size: int, image_size: int, k: int, question_tokens: int,
+                  answer_tokens: int) -> int:
+    """Bytes of the attention weights the "attention" allocator's all-token pass holds at its end."""
+    model, batch = small_model("attention", layers, vocab, batch_size, image_size, k, question_tokens,
+                               answer_tokens)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        features = model.encode_images(batch["pixel_values"], batch["image_grid_thw"])
+        attentions, _ = model.all_token_attentions(batch, features)
+    return sum(layer.nbytes for layer in attentions)
+
+
+def step_bytes(allocator: str, layers: int, vocab: int, batch_size: int, image_size: int, k: int,
+               question_tokens: int, answer_tokens: int) -> tuple[int, int]:
+    """(kept activation bytes, sequence length) of one training step of the cut model."""
+    model, batch = small_model(allocator, layers, vocab, batch_size, image_size, k, question_tokens, answer_tokens)
     output = {}
 
     def step():
@@ -121,7 +141,7 @@ def estimate(image_size: int, k: int, question_tokens: int, answer_tokens: int, 
     args = (image_size, k, question_tokens, answer_tokens)
     table = {"weights_gib": round(weights / GIB, 2), "image_size": image_size, "k": k,
              "question_tokens": question_tokens, "answer_tokens": answer_tokens, "allocators": {}}
-    for allocator in ("reinforce", "straight_through"):
+    for allocator in ("attention", "reinforce", "straight_through"):
         base, length = step_bytes(allocator, 1, SMALL_VOCAB, 1, *args)
         per_layer = step_bytes(allocator, 2, SMALL_VOCAB, 1, *args)[0] - base
         per_vocab = (step_bytes(allocator, 1, LARGER_VOCAB, 1, *args)[0] - base) / (LARGER_VOCAB - SMALL_VOCAB)
@@ -131,14 +151,17 @@ def estimate(image_size: int, k: int, question_tokens: int, answer_tokens: int, 
         # At the loss, beyond what autograd keeps: the bf16 logits (returned), their fp32 copy, and the fp32
         # log-softmax, which straight-through keeps for backward (so it is in per_sample already).
         logits_peak = length * vocab * (2 + 4 + (0 if allocator == "straight_through" else 4))
-        rows = {}
-        for batch in batch_sizes:
-            total = weights + batch * (per_sample + logits_peak)
-            rows[str(batch)] = round(total / GIB, 2)
+        teacher_peak = 0
+        if allocator == "attention":  # the teacher's pass runs before the loss, its weights freed by then
+            one = teacher_bytes(1, SMALL_VOCAB, 1, *args)
+            teacher_peak = one + (layers - 1) * (teacher_bytes(2, SMALL_VOCAB, 1, *args) - one)
+        rows = {str(batch): round((weights + batch * (per_sample + max(logits_peak, teacher_peak))) / GIB, 2)
+                for batch in batch_sizes}
         table["allocators"][allocator] = {
             "sequence_length": length, "kept_per_sample_gib": round(per_sample / GIB, 3),
             "kept_per_layer_per_sample_mib": round(per_layer / 2 ** 20, 2),
-            "logits_peak_per_sample_gib": round(logits_peak / GIB, 3), "total_gib_by_batch_size": rows}
+            "logits_peak_per_sample_gib": round(logits_peak / GIB, 3),
+            "teacher_attention_per_sample_gib": round(teacher_peak / GIB, 3), "total_gib_by_batch_size": rows}
     return table
 
 

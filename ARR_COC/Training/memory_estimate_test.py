@@ -24,3 +24,14 @@ def test_straight_through_keeps_every_layer(kept):
     per_layer = two - one
     hidden = 2048
     assert per_layer > length * hidden * 2 * 4  # at least a few bf16 copies of the hidden state per token
+
+
+def test_the_attention_teacher_holds_every_layers_attention_weights():
+    """One [heads, L, L] bf16 matrix per layer and sample: what its all-token pass peaks at."""
+    from ARR_COC.Training.memory_estimate import teacher_bytes
+
+    one, two = (teacher_bytes(layers, SMALL_VOCAB, 1, IMAGE, K, QUESTION, ANSWER) for layers in (1, 2))
+    heads = 16  # the published 2B config
+    length = 1 + 16 + 1 + 2 + QUESTION + 3  # chat tokens, 16 visual tokens, question, the answer's opening
+    assert two - one == one
+    assert one >= heads * length ** 2 * 2 and one < heads * (length + 8) ** 2 * 2
