@@ -58,8 +58,8 @@ def kept_for(method: str, k: int, model, batch: dict, features, scores: torch.Te
              generator: torch.Generator) -> torch.Tensor:
     """[B, K] cells a method keeps (the LM reads them in raster order whatever the order here).
 
-    `lm_attention` is the default allocator's teacher: the K tokens the frozen LM's prompt attends
-    to most with all tokens given (a reference that needs the all-token pass, not a selector)."""
+    `lm_attention` is the default allocator's teacher: the K tokens the question's words look at
+    most with all tokens given (a reference that needs the all-token pass, not a selector)."""
     from ARR_COC import attending
 
     batch_size, n = scores.shape
@@ -195,17 +195,29 @@ def train_selector(backbone_path: str, seed: int, k: int, steps: int, log) -> ob
     return load_selector(f"{output}/model", weights_path=backbone_path)
 
 
-def one_run(backbone_path: str, seed: int, k: int, steps: int, eval_samples: int, log) -> dict:
-    """Train one selector and measure every method; returns raw per-(method, K) summaries."""
-    model = train_selector(backbone_path, seed, k, steps, log)
+def one_run(backbone_path: str, seed: int, k: int, steps: int, eval_samples: int,
+            picture: str | None = None) -> dict:
+    """Train one selector and measure every method; returns raw per-(method, K) summaries, and with
+    `picture` draws the kept-tokens PNG there. Single-threaded, so runs side by side give the
+    figures they give alone (a worker process each: see `all_runs`)."""
+    torch.set_num_threads(1)
+    model = train_selector(backbone_path, seed, k, steps, sys.stderr)
     dataset = SyntheticVQA(eval_samples, seed + EVAL_SEED_OFFSET, model.selector.config.image_size,
                            model.backbone.cell_pixels)
     measured = evaluate_methods(model, dataset, k, seed)
-    return {"summaries": {key: summarize(row) for key, row in measured["rows"].items()},
-            "on_objects": measured["on_objects"], "tokens": measured["tokens"],
-            "chance": chance([dataset[i] for i in range(len(dataset))]),
-            "question_swap_jaccard": question_swap_jaccard(model, seed + EVAL_SEED_OFFSET, k),
-            "step_ms": step_ms(model, dataset), "model": model, "dataset": dataset}
+    result = {"summaries": {key: summarize(row) for key, row in measured["rows"].items()},
+              "on_objects": measured["on_objects"], "tokens": measured["tokens"],
+              "chance": chance([dataset[i] for i in range(len(dataset))]),
+              "question_swap_jaccard": question_swap_jaccard(model, seed + EVAL_SEED_OFFSET, k),
+              "step_ms": step_ms(model, dataset), "backbone": backbone_path, "seed": seed}
+    if picture:
+        from ARR_COC.Training import pictures
+
+        result["picture"] = pictures.kept_tokens(model, dataset, k, picture)
+    at_k = {m: round(result["summaries"][(m, result["tokens"] if m == "all" else k)]["accuracy"], 4)
+            for m in METHODS}
+    print(json.dumps({"backbone": backbone_path, "seed": seed, "accuracy": at_k}), file=sys.stderr, flush=True)
+    return result
 
 
 def mean_and_spread(values: list[float], name: str, into: dict) -> None:
@@ -243,6 +255,17 @@ def combine(runs: list[dict], k: int) -> dict:
     return report
 
 
+def runs_by_backbone(runs: list[dict], k: int) -> list[dict]:
+    """Per backbone: its all-token accuracy and the trained selector's accuracy per selector seed
+    (the spread of --seeds comes from the backbones or from the selectors: this says which)."""
+    rows: dict = {}
+    for run in runs:
+        row = rows.setdefault(run["backbone"], {"backbone": os.path.basename(run["backbone"]), "trained": []})
+        row["all"] = round(run["summaries"][("all", run["tokens"])]["accuracy"], 4)
+        row["trained"].append(round(run["summaries"][("trained", k)]["accuracy"], 4))
+    return list(rows.values())
+
+
 def curve(runs: list[dict]) -> dict:
     """{method: [(K, mean accuracy)]} for the accuracy-against-K picture."""
     keys = sorted(runs[0]["summaries"])
@@ -255,29 +278,41 @@ def curve(runs: list[dict]) -> dict:
 
 
 def write_extra_backbone(path: str, seed: int) -> str:
-    """Pretrain one more backbone (a worker process: single-threaded, so the same bytes as in Bazel)."""
+    """Pretrain one more backbone (single-threaded, so the same bytes as in Bazel)."""
     from ARR_COC.Training import pretrain_tiny
 
     pretrain_tiny.write_backbone(path, seed=seed, log=lambda line: print(line, file=sys.stderr, flush=True))
     return path
 
 
-def backbones(cached: str, all_seeds: bool) -> list[str]:
-    """The cached backbone, and with --seeds two more pretrained here with other seeds, side by side
-    in worker processes (each is single-threaded)."""
-    if not all_seeds:
-        return [cached]
+def worker_pool():
+    """One single-threaded worker process per core: the runs are independent."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
+    return ProcessPoolExecutor(os.cpu_count() or 1, mp_context=multiprocessing.get_context("spawn"))
+
+
+def backbones(cached: str, all_seeds: bool, pool) -> list[str]:
+    """The cached backbone, and with --seeds two more pretrained here with other seeds."""
+    if not all_seeds:
+        return [cached]
     from ARR_COC.Training.pretrain_tiny import SEED
 
     folder = tempfile.mkdtemp(prefix="arr_coc_backbones_")
     seeds = [SEED + offset for offset in EXTRA_BACKBONE_SEEDS]
     paths = [os.path.join(folder, f"tiny_backbone_seed{seed}.safetensors") for seed in seeds]
-    workers = min(len(paths), os.cpu_count() or 1)
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return [cached, *pool.map(write_extra_backbone, paths, seeds)]
+    return [cached, *pool.map(write_extra_backbone, paths, seeds)]
+
+
+def all_runs(args, picture: str) -> list[dict]:
+    """Every (backbone, selector seed) run, spread over the cores; the first draws the picture."""
+    with worker_pool() as pool:
+        jobs = [(path, args.seed + offset) for path in backbones(args.backbone, args.seeds, pool)
+                for offset in range(SELECTOR_SEEDS if args.seeds else 1)]
+        futures = [pool.submit(one_run, path, seed, args.k, args.steps, args.eval_samples,
+                               picture if index == 0 else None) for index, (path, seed) in enumerate(jobs)]
+        return [future.result() for future in futures]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -296,26 +331,18 @@ def main(argv: list[str] | None = None) -> int:
     out = os.path.abspath(os.path.join(os.environ.get("BUILD_WORKING_DIRECTORY", ""), args.out)) if args.out \
         else tempfile.mkdtemp(prefix="arr_coc_benchmark_pictures_")
     os.makedirs(out, exist_ok=True)
-    started = time.process_time()
-    runs = []
-    for backbone_path in backbones(args.backbone, args.seeds):
-        for offset in range(SELECTOR_SEEDS if args.seeds else 1):
-            runs.append(one_run(backbone_path, args.seed + offset, args.k, args.steps, args.eval_samples, sys.stderr))
-            at_k = {m: round(runs[-1]["summaries"][(m, runs[-1]["tokens"] if m == "all" else args.k)]["accuracy"], 4)
-                    for m in METHODS}
-            print(json.dumps({"run": len(runs), "backbone": backbone_path, "seed": args.seed + offset,
-                              "accuracy": at_k, "cpu_seconds": round(time.process_time() - started, 1)}),
-                  file=sys.stderr, flush=True)
+    started = time.perf_counter()
+    runs = all_runs(args, os.path.join(out, "kept_tokens.png"))
     from ARR_COC.Training import pictures
 
     report = combine(runs, args.k)
     report["pictures"] = {
         "accuracy_vs_k": pictures.accuracy_against_k(curve(runs), report["tokens"],
                                                      os.path.join(out, "accuracy_vs_k.png")),
-        "kept_tokens": pictures.kept_tokens(runs[0]["model"], runs[0]["dataset"], args.k,
-                                            os.path.join(out, "kept_tokens.png")),
+        "kept_tokens": runs[0]["picture"],
     }
-    report["cpu_seconds"] = round(time.process_time() - started, 1)
+    report["runs_by_backbone"] = runs_by_backbone(runs, args.k)
+    report["wall_seconds"] = round(time.perf_counter() - started, 1)
     print(json.dumps(report))
     return 0
 

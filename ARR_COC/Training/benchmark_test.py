@@ -60,6 +60,17 @@ def test_summary_splits_by_kind():
                                   "position": {"accuracy": 1.0, "recall_at_k": 1.0}}
 
 
+def test_runs_are_grouped_by_backbone_in_order():
+    def run(backbone, all_tokens, trained):
+        return {"backbone": backbone, "tokens": 64, "summaries": {("all", 64): {"accuracy": all_tokens},
+                                                                  ("trained", 6): {"accuracy": trained}}}
+
+    runs = [run("/c/a.safetensors", 0.9, 0.8), run("/c/a.safetensors", 0.9, 0.7), run("/t/b.safetensors", 0.95, 0.2)]
+    assert benchmark.runs_by_backbone(runs, 6) == [
+        {"backbone": "a.safetensors", "all": 0.9, "trained": [0.8, 0.7]},
+        {"backbone": "b.safetensors", "all": 0.95, "trained": [0.2]}]
+
+
 def test_accuracy_picture_draws_each_method(tmp_path):
     lines = {"trained": [(2, 0.5), (4, 0.9)], "random": [(2, 0.2), (4, 0.3)], "all": [(64, 0.95)]}
     path = pictures.accuracy_against_k(lines, 64, str(tmp_path / "curve.png"))
