@@ -102,6 +102,14 @@ def reinforce_surrogate(scores: torch.Tensor, order: torch.Tensor, losses: torch
     return surrogate - surrogate.detach()
 
 
+def sharpen(distribution: torch.Tensor, power: float) -> torch.Tensor:
+    """Rows of `distribution` [B, N] raised to `power` and renormalised: the same ranking, more of the
+    mass on the top. As a distillation target it makes a small selector spend itself on putting the
+    tokens the teacher is sure of first, not on copying the flat tail (docs/training.md)."""
+    raised = distribution.clamp_min(0) ** power
+    return raised / raised.sum(1, keepdim=True).clamp_min(1e-30)
+
+
 def distillation_surrogate(scores: torch.Tensor, target: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """Scalar whose gradient is that of the cross-entropy of softmax(scores / temperature) against
     the target distribution [B, N] (rows summing to 1), averaged over the batch; value 0."""

@@ -80,3 +80,13 @@ def test_distillation_moves_the_scores_towards_the_target_and_has_value_zero():
     surrogate.backward()
     # d/d scores of mean cross-entropy = (softmax(scores) - target) / batch
     torch.testing.assert_close(scores.grad, (torch.full((2, 4), 0.25) - target) / 2)
+
+
+@pytest.mark.parametrize("power", [1.0, 2.0, 4.0])
+def test_sharpening_keeps_the_ranking_and_moves_mass_to_the_top(power):
+    target = torch.tensor([[0.4, 0.3, 0.2, 0.1], [0.05, 0.05, 0.6, 0.3]])
+    sharp = attending.sharpen(target, power)
+    torch.testing.assert_close(sharp.sum(1), torch.ones(2))
+    assert torch.equal(sharp.argsort(1), target.argsort(1))
+    top = sharp.max(1).values
+    assert torch.allclose(top, target.max(1).values) if power == 1.0 else bool((top > target.max(1).values).all())

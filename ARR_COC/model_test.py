@@ -189,6 +189,22 @@ def test_reinforce_cost_is_minus_the_answer_probability(answer_probability):
     assert answer_cost(probabilities.log(), labels).item() == pytest.approx(-answer_probability, rel=1e-5)
 
 
+def test_attention_allocator_pulls_the_scores_towards_the_sharpened_teacher(tiny_backbone, tiny_batch):
+    """The gradient on the scores is that of the cross-entropy against sharpen(prompt_attention)."""
+    from ARR_COC import attending
+    from ARR_COC.model import TEACHER_POWER
+
+    model = build_model(tiny_backbone, K, IMAGE_SIZE, seed=0, allocator="attention").train()
+    output = model(tiny_batch, "train")
+    scores = output["scores"]
+    scores.retain_grad()
+    output["loss"].backward()
+    features = model.encode_images(tiny_batch["pixel_values"], tiny_batch["image_grid_thw"])
+    target = attending.sharpen(model.prompt_attention(tiny_batch, features), TEACHER_POWER)
+    expected = (torch.softmax(scores.detach() / model.selector.config.temperature, 1) - target) / scores.shape[0]
+    torch.testing.assert_close(scores.grad, expected / model.selector.config.temperature)
+
+
 def test_prompt_attention_is_where_the_question_words_look(model, tiny_batch):
     """Checked against the eager attention weights of a stock all-token forward, by hand: per
     question token and layer the head-mean attention to the image as shares, the maximum over them."""

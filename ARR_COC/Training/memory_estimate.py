@@ -152,7 +152,7 @@ def estimate(image_size: int, k: int, question_tokens: int, answer_tokens: int, 
         # log-softmax, which straight-through keeps for backward (so it is in per_sample already).
         logits_peak = length * vocab * (2 + 4 + (0 if allocator == "straight_through" else 4))
         teacher_peak = 0
-        if allocator == "attention":  # the teacher's pass runs before the loss, its weights freed by then
+        if allocator == "attention":  # the teacher pass runs before the K-token pass and is freed by then
             one = teacher_bytes(1, SMALL_VOCAB, 1, *args)
             teacher_peak = one + (layers - 1) * (teacher_bytes(2, SMALL_VOCAB, 1, *args) - one)
         rows = {str(batch): round((weights + batch * (per_sample + max(logits_peak, teacher_peak))) / GIB, 2)
