@@ -48,8 +48,9 @@ def test_short_selector_run_lowers_the_loss(tmp_path, pretrained_backbone_path):
     kept falls.
 
     One seed pair (the cached backbone, selector seed 0). Measured outside Bazel on that backbone,
-    selector seeds 0 / 1 / 2: loss x0.49 / x0.23 / x0.21, recall@6 0.53 -> 0.86 / 0.17 -> 0.86 /
-    0.23 -> 0.91, so the bounds below hold on all three with room (docs/training.md).
+    selector seeds 0 / 1 / 2: loss x0.09 / x0.05 / x0.06, recall@6 0.53 -> 1.00 / 0.17 -> 1.00 /
+    0.23 -> 0.98 (after 64 steps: x0.28 / x0.09 / x0.22, recall 0.94 / 0.94 / 0.91), so the bounds
+    below hold on all three with room (docs/training.md).
     """
     from ARR_COC.backbone import load_backbone
     from ARR_COC.model import build_model, load_selector
@@ -63,8 +64,8 @@ def test_short_selector_run_lowers_the_loss(tmp_path, pretrained_backbone_path):
     loss_after, recall_after = held_out(trained, config)
     figures = f"loss {loss_before:.3f} -> {loss_after:.3f}, recall@K {recall_before:.2f} -> {recall_after:.2f}"
     print(figures)
-    assert loss_after < 0.7 * loss_before, f"held-out loss did not fall enough: {figures}"
-    assert recall_after > recall_before + 0.2 and recall_after >= 0.75, \
+    assert loss_after < 0.3 * loss_before, f"held-out loss did not fall enough: {figures}"
+    assert recall_after > recall_before + 0.3 and recall_after >= 0.9, \
         f"the selector did not learn where to look: {figures}"
 
 
