@@ -256,13 +256,14 @@ def combine(runs: list[dict], k: int) -> dict:
 
 
 def runs_by_backbone(runs: list[dict], k: int) -> list[dict]:
-    """Per backbone: its all-token accuracy and the trained selector's accuracy per selector seed
-    (the spread of --seeds comes from the backbones or from the selectors: this says which)."""
+    """Per backbone, per selector seed: the trained selector's accuracy and all tokens' on the same
+    questions (the spread of --seeds comes from the backbones or from the selectors: this says which)."""
     rows: dict = {}
     for run in runs:
-        row = rows.setdefault(run["backbone"], {"backbone": os.path.basename(run["backbone"]), "trained": []})
-        row["all"] = round(run["summaries"][("all", run["tokens"])]["accuracy"], 4)
+        row = rows.setdefault(run["backbone"], {"backbone": os.path.basename(run["backbone"]), "trained": [],
+                                                "all": []})
         row["trained"].append(round(run["summaries"][("trained", k)]["accuracy"], 4))
+        row["all"].append(round(run["summaries"][("all", run["tokens"])]["accuracy"], 4))
     return list(rows.values())
 
 

@@ -65,10 +65,10 @@ def test_runs_are_grouped_by_backbone_in_order():
         return {"backbone": backbone, "tokens": 64, "summaries": {("all", 64): {"accuracy": all_tokens},
                                                                   ("trained", 6): {"accuracy": trained}}}
 
-    runs = [run("/c/a.safetensors", 0.9, 0.8), run("/c/a.safetensors", 0.9, 0.7), run("/t/b.safetensors", 0.95, 0.2)]
+    runs = [run("/c/a.safetensors", 0.9, 0.8), run("/c/a.safetensors", 0.92, 0.7), run("/t/b.safetensors", 0.95, 0.2)]
     assert benchmark.runs_by_backbone(runs, 6) == [
-        {"backbone": "a.safetensors", "all": 0.9, "trained": [0.8, 0.7]},
-        {"backbone": "b.safetensors", "all": 0.95, "trained": [0.2]}]
+        {"backbone": "a.safetensors", "all": [0.9, 0.92], "trained": [0.8, 0.7]},
+        {"backbone": "b.safetensors", "all": [0.95], "trained": [0.2]}]
 
 
 def test_accuracy_picture_draws_each_method(tmp_path):
