@@ -110,6 +110,20 @@ def sharpen(distribution: torch.Tensor, power: float) -> torch.Tensor:
     return raised / raised.sum(1, keepdim=True).clamp_min(1e-30)
 
 
+def spread_to_neighbours(distribution: torch.Tensor, grid: tuple[int, int], share: float) -> torch.Tensor:
+    """Rows of `distribution` [B, H*W] (raster order) where every token also gets `share` times the
+    mass of each of its 8 neighbours, renormalised. As a distillation target it sends the kept tokens
+    beyond the ones the question points at to their surroundings (in a real image the rest of the
+    object and its context) rather than to tokens ranked high whatever is asked (docs/training.md)."""
+    import torch.nn.functional as F
+
+    cells = distribution.view(-1, 1, *grid)
+    ring = torch.full((1, 1, 3, 3), share, dtype=cells.dtype, device=cells.device)
+    ring[0, 0, 1, 1] = 0.0
+    spread = distribution + F.conv2d(cells, ring, padding=1).flatten(1)
+    return spread / spread.sum(1, keepdim=True).clamp_min(1e-30)
+
+
 def distillation_surrogate(scores: torch.Tensor, target: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """Scalar whose gradient is that of the cross-entropy of softmax(scores / temperature) against
     the target distribution [B, N] (rows summing to 1), averaged over the batch; value 0."""

@@ -90,3 +90,24 @@ def test_sharpening_keeps_the_ranking_and_moves_mass_to_the_top(power):
     assert torch.equal(sharp.argsort(1), target.argsort(1))
     top = sharp.max(1).values
     assert torch.allclose(top, target.max(1).values) if power == 1.0 else bool((top > target.max(1).values).all())
+
+
+@pytest.mark.parametrize("cell, neighbours", [(5, 8), (0, 3), (1, 5), (3, 3), (15, 3)])
+def test_spreading_gives_each_neighbour_a_share_of_the_cell(cell, neighbours):
+    """A 4 x 4 grid with all mass on one cell: its neighbours (8 inside, 5 on an edge, 3 in a corner)
+    get `share` of it each, every other cell nothing."""
+    share = 0.1
+    target = torch.zeros(1, 16)
+    target[0, cell] = 1.0
+    spread = attending.spread_to_neighbours(target, (4, 4), share)
+    total = 1 + neighbours * share
+    row, column = divmod(cell, 4)
+    for other in range(16):
+        near = max(abs(other // 4 - row), abs(other % 4 - column)) == 1
+        expected = 1 / total if other == cell else (share / total if near else 0.0)
+        assert spread[0, other].item() == pytest.approx(expected)
+
+
+def test_spreading_keeps_rows_summing_to_one_on_a_wide_grid():
+    target = torch.softmax(torch.randn(3, 2 * 5, generator=torch.Generator().manual_seed(0)), 1)
+    torch.testing.assert_close(attending.spread_to_neighbours(target, (2, 5), 0.05).sum(1), torch.ones(3))

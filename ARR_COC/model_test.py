@@ -189,10 +189,10 @@ def test_reinforce_cost_is_minus_the_answer_probability(answer_probability):
     assert answer_cost(probabilities.log(), labels).item() == pytest.approx(-answer_probability, rel=1e-5)
 
 
-def test_attention_allocator_pulls_the_scores_towards_the_sharpened_teacher(tiny_backbone, tiny_batch):
-    """The gradient on the scores is that of the cross-entropy against sharpen(prompt_attention)."""
+def test_attention_allocator_pulls_the_scores_towards_the_sharpened_spread_teacher(tiny_backbone, tiny_batch):
+    """The gradient on the scores is that of the cross-entropy against the sharpened, spread teacher."""
     from ARR_COC import attending
-    from ARR_COC.model import TEACHER_POWER
+    from ARR_COC.model import NEIGHBOUR_SHARE, TEACHER_POWER
 
     model = build_model(tiny_backbone, K, IMAGE_SIZE, seed=0, allocator="attention").train()
     output = model(tiny_batch, "train")
@@ -200,7 +200,8 @@ def test_attention_allocator_pulls_the_scores_towards_the_sharpened_teacher(tiny
     scores.retain_grad()
     output["loss"].backward()
     features = model.encode_images(tiny_batch["pixel_values"], tiny_batch["image_grid_thw"])
-    target = attending.sharpen(model.prompt_attention(tiny_batch, features), TEACHER_POWER)
+    target = attending.spread_to_neighbours(attending.sharpen(model.prompt_attention(tiny_batch, features),
+                                                              TEACHER_POWER), features.grid, NEIGHBOUR_SHARE)
     expected = (torch.softmax(scores.detach() / model.selector.config.temperature, 1) - target) / scores.shape[0]
     torch.testing.assert_close(scores.grad, expected / model.selector.config.temperature)
 

@@ -48,9 +48,8 @@ def test_short_selector_run_lowers_the_loss(tmp_path, pretrained_backbone_path):
     kept falls.
 
     One seed pair (the cached backbone, selector seed 0). Measured outside Bazel on that backbone,
-    selector seeds 0 / 1 / 2: loss x0.09 / x0.05 / x0.06, recall@6 0.53 -> 1.00 / 0.17 -> 1.00 /
-    0.23 -> 0.98 (after 64 steps: x0.28 / x0.09 / x0.22, recall 0.94 / 0.94 / 0.91), so the bounds
-    below hold on all three with room (docs/training.md).
+    selector seeds 0 / 1 / 2: loss x0.08 / x0.05 / x0.15, recall@6 0.53 -> 1.00 / 0.17 -> 1.00 /
+    0.23 -> 0.98, so the bounds below hold on all three with room (docs/training.md).
     """
     from ARR_COC.backbone import load_backbone
     from ARR_COC.model import build_model, load_selector
