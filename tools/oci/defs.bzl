@@ -9,8 +9,9 @@ family), so a later switch is mechanical:
         :name.digest   one file: "sha256:<hex>\\n", the manifest digest
         :name.tar      (manual) the layout as one uncompressed tar file
 
-    py_image_layers(name, binary, platform, layer_groups)
-        a py_binary built for the image's platform, one layer per group
+    py_image_layers(name, binary, platform, layer_groups, gzip_levels, pyc, python_layer)
+        a py_binary built for the image's platform, one layer per group, each
+        compressed at the level the call site gives it (default 6)
     oci_layer(name, files)                        plain files at chosen paths
     debian_base_layer(name, lock, debs, platform) a root filesystem from locked .debs
 """

@@ -151,6 +151,8 @@ def main(argv=None) -> int:
     parser.add_argument("--manifest", required=True)
     parser.add_argument("--name", default="layer", help="the layer group's name, for the log line")
     parser.add_argument("--out", required=True, help="layer .tar.gz; a .json sidecar is written next to it")
+    parser.add_argument("--level", type=int, default=layout.GZIP_LEVEL, choices=range(1, 10),
+                        help=f"gzip level (default {layout.GZIP_LEVEL})")
     parser.add_argument("--pyc", action="store_true", help="add deterministic .pyc")
     parser.add_argument("--pyc-root", help="an unpacked base whose usr/bin/python3.11 compiles the .pyc "
                                            "(else this Python)")
@@ -162,7 +164,7 @@ def main(argv=None) -> int:
     if args.pyc:
         with pyc.compiler(args.pyc_root) as compiler:
             entries = with_pyc(entries, compiler)
-    info = layout.write_layer(entries, args.out, architecture=args.architecture)
+    info = layout.write_layer(entries, args.out, architecture=args.architecture, level=args.level)
     with open(args.out + ".json", "w") as f:
         f.write(info.to_json())
     if args.listing:

@@ -1,6 +1,7 @@
 """Runfiles -> paths in the image: the placement table, shebang rewriting,
 host litter, .pyc. Which file goes to which layer is the rule's (layer_groups)."""
 
+import json
 import tarfile
 
 import pytest
@@ -107,3 +108,20 @@ def test_identical_namespace_inits_are_merged_different_ones_refused(tmp_path):
     assert [e.path for e in entries] == [f"{DP}/cuda/__init__.py"]
     with pytest.raises(layout.LayerError, match="different content"):
         py_layers.layer_entries(pairs + [("pypi_cuda_x/site-packages/cuda/__init__.py", str(c))])
+
+
+def test_level_trades_bytes_for_time_and_keeps_the_tar(tmp_path):
+    """--level changes the gzip blob only: the tar (diff_id) is the same."""
+    text = tmp_path / "text.py"
+    text.write_bytes(b"".join(b"value_%d = %d * %d\n" % (i, i % 97, i % 13) for i in range(40000)))
+    manifest = tmp_path / "m"
+    manifest.write_text(f"_main/text.py\t{text}\n")
+    infos = {}
+    for level in (1, 9):
+        out = tmp_path / f"l{level}.tar.gz"
+        assert py_layers.main(["--manifest", str(manifest), "--out", str(out), "--level", str(level)]) == 0
+        infos[level] = json.loads((tmp_path / f"l{level}.tar.gz.json").read_text())
+    assert infos[1]["diff_id"] == infos[9]["diff_id"]
+    assert infos[1]["digest"] != infos[9]["digest"] and infos[1]["size"] > infos[9]["size"]
+    with pytest.raises(SystemExit):
+        py_layers.main(["--manifest", str(manifest), "--out", str(tmp_path / "x"), "--level", "0"])

@@ -120,6 +120,15 @@ def _partition(runfiles, layer_groups, dropped):
         ))
     return parts
 
+def _gzip_levels(levels, parts):
+    """Validated group -> gzip level (1-9); groups not named keep the layer tool's default."""
+    for group, level in levels.items():
+        if group not in parts:
+            fail("gzip_levels names %r, which is not one of layer_groups %s" % (group, sorted(parts.keys())))
+        if level not in [str(n) for n in range(1, 10)]:
+            fail("gzip_levels[%r] = %r: a gzip level is 1 (fastest) to 9 (smallest)" % (group, level))
+    return levels
+
 def _py_image_layers_impl(ctx):
     binary = ctx.attr.binary[0]
     _os, architecture = split_platform(ctx.attr.platform)
@@ -129,6 +138,7 @@ def _py_image_layers_impl(ctx):
     launcher = binary[DefaultInfo].files_to_run.executable
     parts = _partition(binary[DefaultInfo].default_runfiles, ctx.attr.layer_groups, [launcher.short_path])
 
+    levels = _gzip_levels(ctx.attr.gzip_levels, parts)
     blobs, sidecars, listings = [], [], []
     for group, (files, lines) in parts.items():
         stem = "%s/%s" % (ctx.label.name, group)
@@ -144,6 +154,8 @@ def _py_image_layers_impl(ctx):
         args.add("--out", blob)
         args.add("--listing", listing)
         args.add("--architecture", architecture)
+        if group in levels:
+            args.add("--level", levels[group])
         inputs = [manifest] + files
         if ctx.attr.pyc:
             args.add("--pyc")
@@ -182,6 +194,10 @@ py_image_layers = rule(
             mandatory = True,
             doc = "the image's OS/ARCHITECTURE: the binary's wheels are resolved for it, and a binary " +
                   "for any other machine fails the build",
+        ),
+        "gzip_levels": attr.string_dict(
+            doc = "layer name -> gzip level \"1\"..\"9\" (default 6): the call site weighs " +
+                  "build CPU against pushed bytes per layer",
         ),
         "pyc": attr.bool(default = True, doc = "ship deterministic unchecked-hash .pyc"),
         "python_layer": attr.label(
