@@ -52,10 +52,12 @@ echo "output base growth of the cold build: $(( (base_after - base_before) / 102
 echo
 echo "| # | layer | gzip bytes | uncompressed bytes | digest |"
 echo "|---|-------|-----------:|-------------------:|--------|"
-python3 - "$scratch/before.json" "$layout" <<'EOF'
-import gzip, json, os, sys
-summary, layout = json.load(open(sys.argv[1])), sys.argv[2]
-names = ["base (Debian, Python 3.11)", "torch + NVIDIA + triton", "other third-party", "ARR_COC", "ARR_COC/Training"]
+python3 - "$scratch/before.json" "$layout" bazel-bin/Stack/arr_trainer_layers <<'EOF'
+import glob, gzip, json, os, sys
+summary, layout, groups = json.load(open(sys.argv[1])), sys.argv[2], sys.argv[3]
+# Each layer's name is its LAYER_GROUPS group (Stack/BUILD.bazel), found by digest; the rest is the base.
+names = {json.load(open(p))["digest"]: os.path.basename(p)[:-len(".tar.gz.json")]
+         for p in glob.glob(os.path.join(groups, "*.tar.gz.json"))}
 total_gz = total_raw = 0
 for i, layer in enumerate(summary["layers"]):
     raw = 0
@@ -63,7 +65,7 @@ for i, layer in enumerate(summary["layers"]):
         while chunk := f.read(1 << 20):
             raw += len(chunk)
     total_gz += layer["size"]; total_raw += raw
-    name = names[i] if i < len(names) else "?"
+    name = names.get(layer["digest"], "base (Debian, Python 3.11)")
     print(f"| {i} | {name} | {layer['size']:,} | {raw:,} | {layer['digest'][:19]}… |")
 print(f"| | total | {total_gz:,} | {total_raw:,} | |")
 EOF

@@ -51,10 +51,11 @@ def test_no_change_reproduces_the_image(src, tmp_path):
         assert f.read() == digest + "\n"
 
 
-def test_one_file_change_rebuilds_only_that_layer(src, tmp_path):
+@pytest.mark.parametrize("index", [2, -1])
+def test_one_file_change_rebuilds_only_that_layer(src, tmp_path, index):
     src_dir, digest = src
     out = str(tmp_path / "changed")
-    new_digest, path = derive_layout.one_file_change(src_dir, out, 2)
+    new_digest, path = derive_layout.one_file_change(src_dir, out, index)
     assert path == "app/a.py" and new_digest != digest
     old_layers, old_config = assemble.read_base(src_dir)
     new_layers, new_config = assemble.read_base(out)

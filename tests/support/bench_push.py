@@ -269,8 +269,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--mb", type=int, default=300, help="synthetic image size (without --layout)")
     ap.add_argument("--layout", help="push this OCI layout instead of a synthetic image")
-    ap.add_argument("--change-layer", type=int, default=3,
-                    help="with --layout: the layer that gets the one-file change (3: ARR_COC in //Stack:arr_trainer)")
+    ap.add_argument("--change-layer", type=int, default=-2,
+                    help="with --layout: index of the layer that gets the one-file change, negative from the "
+                         "top (-2: ARR_COC in //Stack:arr_trainer, whose last layers are ARR_COC, ARR_COC/Training)")
     ap.add_argument("--scratch", help="parent of the temp dirs (registry storage, derived layouts)")
     ap.add_argument("--rounds", type=int, default=3, help="rounds of pushes, the order rotating each round")
     ap.add_argument("--caches", default="cold,warm", help="page-cache states to push from: cold, warm or both")

@@ -50,8 +50,9 @@ def _place(src: str, dst: str, size: int) -> None:
 def derive(src_dir: str, out_dir: str, layer_index: int, replace: dict[str, bytes]) -> str:
     """Writes OUT_DIR (and OUT_DIR.digest): SRC_DIR's image with the files in
     REPLACE (layer path -> new bytes, each must exist in that layer) changed in
-    layer LAYER_INDEX. Returns the new manifest digest."""
+    layer LAYER_INDEX (negative: from the top). Returns the new manifest digest."""
     layers, config = assemble.read_base(src_dir)
+    layer_index = range(len(layers))[layer_index]
     target = layers[layer_index]
     entries = read_entries(target.path)
     missing = set(replace) - {e.path for e in entries if e.kind == layout.FILE}

@@ -1,7 +1,7 @@
 """Which layers two builds of an image share: the proof that the digest is a good change key.
 
     layout_diff.py summary LAYOUT            -> JSON: manifest, config and layer digests, sizes
-    layout_diff.py diff BEFORE.json AFTER.json [--expect-changed N ...]
+    layout_diff.py diff BEFORE.json AFTER.json [--expect-changed N ...] [--expect-changed-layer BLOB ...]
 
 `summary` is saved before a rebuild (Bazel overwrites the layout in place);
 `diff` prints which layers changed and what share of the image's bytes a
@@ -48,6 +48,20 @@ def compare(before, after):
     }
 
 
+def indexes_of(after, blobs):
+    """Layer indexes in AFTER of layer files a build wrote (their `.json` sidecars give the
+    digests): a check names the layer it means, not its place in the image."""
+    digests = [layer["digest"] for layer in after["layers"]]
+    indexes = []
+    for blob in blobs:
+        with open(_from_caller(blob) + ".json") as f:
+            digest = json.load(f)["digest"]
+        if digest not in digests:
+            raise ValueError(f"{blob} ({digest}) is not a layer of the image")
+        indexes.append(digests.index(digest))
+    return indexes
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -58,17 +72,23 @@ def main(argv=None):
     diff.add_argument("after")
     diff.add_argument("--expect-changed", type=int, action="append",
                       help="a layer index that must change (repeat); all others must not")
+    diff.add_argument("--expect-changed-layer", action="append", default=[], metavar="BLOB",
+                      help="a layer file (with its .json sidecar) that must be the changed one (repeat)")
     args = parser.parse_args(argv)
     if args.command == "summary":
         json.dump(summarize(_from_caller(args.layout)), sys.stdout, indent=1)
         print()
         return 0
     with open(_from_caller(args.before)) as b, open(_from_caller(args.after)) as a:
-        result = compare(json.load(b), json.load(a))
+        before, after = json.load(b), json.load(a)
+    result = compare(before, after)
     share = result["changed_bytes"] / result["total_bytes"] if result["total_bytes"] else 0.0
     print(json.dumps(dict(result, changed_share=round(share, 6))))
-    if args.expect_changed is not None and sorted(args.expect_changed) != result["changed"]:
-        print(f"layout_diff: expected only layers {sorted(args.expect_changed)} to change, "
+    expected = None
+    if args.expect_changed is not None or args.expect_changed_layer:
+        expected = sorted((args.expect_changed or []) + indexes_of(after, args.expect_changed_layer))
+    if expected is not None and expected != result["changed"]:
+        print(f"layout_diff: expected only layers {expected} to change, "
               f"but {result['changed']} changed", file=sys.stderr)
         return 1
     return 0

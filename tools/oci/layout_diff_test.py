@@ -1,8 +1,10 @@
 """layout_diff tells exactly which layers two builds changed."""
 
+import json
+
 import pytest
 
-from tools.oci.layout_diff import compare
+from tools.oci.layout_diff import compare, main
 
 
 def _image(*layers, manifest="sha256:m"):
@@ -27,3 +29,27 @@ def test_changed_layers_and_bytes(before, after, changed, changed_bytes):
 def test_different_layer_counts_are_refused():
     with pytest.raises(ValueError, match="numbers of layers"):
         compare(_image(("a", 1)), _image(("a", 1), ("b", 1)))
+
+
+def _write(tmp_path, name, obj):
+    path = tmp_path / name
+    path.write_text(json.dumps(obj))
+    return str(path)
+
+
+@pytest.mark.parametrize("changed_layer, rc", [("app", 0), ("base", 1)])
+def test_the_expected_layer_is_named_by_its_file(tmp_path, changed_layer, rc):
+    """A check names the layer (its sidecar's digest), not its index in the image."""
+    before = _write(tmp_path, "before.json", _image(("base", 10), ("app-1", 5)))
+    after = _write(tmp_path, "after.json", _image(("base", 10), ("app-2", 5), manifest="sha256:n"))
+    digests = {"app": "app-2", "base": "base"}
+    _write(tmp_path, f"{changed_layer}.tar.gz.json", {"digest": digests[changed_layer]})
+    argv = ["diff", before, after, "--expect-changed-layer", str(tmp_path / f"{changed_layer}.tar.gz")]
+    assert main(argv) == rc
+
+
+def test_a_named_layer_outside_the_image_is_an_error(tmp_path):
+    image = _write(tmp_path, "image.json", _image(("base", 10)))
+    _write(tmp_path, "other.tar.gz.json", {"digest": "sha256:elsewhere"})
+    with pytest.raises(ValueError, match="not a layer of the image"):
+        main(["diff", image, image, "--expect-changed-layer", str(tmp_path / "other.tar.gz")])
