@@ -162,7 +162,7 @@ class ARRCOC(nn.Module):
         from transformers.models.qwen3_vl.modeling_qwen3_vl import BaseModelOutputWithDeepstackFeatures
 
         def pick(rows: torch.Tensor) -> tuple[torch.Tensor, ...]:
-            chosen = torch.gather(rows, 1, kept.unsqueeze(-1).expand(-1, -1, rows.shape[-1]))
+            chosen = sequences.kept_rows(rows, kept)
             if scale is not None:
                 chosen = chosen * scale.unsqueeze(-1).to(chosen.dtype)
             return tuple(chosen)

@@ -62,6 +62,12 @@ def sample_positions(start: int, kept_cells: torch.Tensor, grid: tuple[int, int]
     return torch.cat([before, image, after], dim=1)
 
 
+def kept_rows(rows: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:
+    """[B, K, D]: each image's rows [B, N, D] at its kept token indices [B, K], in kept's order.
+    The one place the LM's visual inputs are cut down: selector passes and pruned pretraining."""
+    return torch.gather(rows, 1, kept.unsqueeze(-1).expand(-1, -1, rows.shape[-1]))
+
+
 def cells_of(indices: torch.Tensor, grid_width: int) -> torch.Tensor:
     """[..., 2] (row, column) of raster token indices."""
     return torch.stack([indices // grid_width, indices % grid_width], dim=-1)

@@ -45,3 +45,11 @@ def test_left_padding_puts_prompts_flush_right_without_labels():
     assert batch["input_ids"][:, -1].tolist() == [TEMPLATE.before_answer[-1]] * 2
     assert (batch["labels"] == IGNORE).all()
     assert batch["position_ids"][:, 1, 2].tolist() == [0, 0, 0]
+
+
+@pytest.mark.parametrize("kept", [[[0, 2], [3, 1]], [[1, 1], [0, 3]], [[3], [2]]])
+def test_kept_rows_takes_each_images_own_rows_in_kept_order(kept):
+    rows = torch.arange(2 * 4 * 3).view(2, 4, 3)
+    kept = torch.tensor(kept)
+    expected = torch.stack([rows[b, kept[b]] for b in range(2)])
+    assert torch.equal(sequences.kept_rows(rows, kept), expected)

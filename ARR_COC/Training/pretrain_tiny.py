@@ -93,7 +93,7 @@ def language_logits(model, inputs: dict) -> torch.Tensor:
     if "kept" in inputs:  # only the kept rows of each image's merged tokens
         kept = inputs["kept"]
         visual = visual.view(kept.shape[0], -1, visual.shape[-1])
-        visual = torch.gather(visual, 1, kept.unsqueeze(-1).expand(-1, -1, visual.shape[-1]))
+        visual = sequences.kept_rows(visual, kept)
     embeddings = embeddings.masked_scatter(slots, visual.to(embeddings.dtype))
     hidden = model.model.language_model(inputs_embeds=embeddings, attention_mask=inputs["attention_mask"],
                                         position_ids=inputs["position_ids"], use_cache=False).last_hidden_state

@@ -48,6 +48,7 @@ def test_the_short_forward_with_kept_tokens_gives_the_stock_logits():
     import torch
     from transformers.models.qwen3_vl.modeling_qwen3_vl import BaseModelOutputWithDeepstackFeatures
 
+    from ARR_COC import sequences
     from ARR_COC.backbone import load_backbone
     from ARR_COC.Training.pretrain_tiny import IMAGE_SIZE, batch_inputs, language_logits, pruned_cells
     from ARR_COC.Training.synthetic import SyntheticVQA
@@ -64,7 +65,7 @@ def test_the_short_forward_with_kept_tokens_gives_the_stock_logits():
 
         def pick(rows):
             rows = torch.stack(list(rows))
-            return tuple(torch.gather(rows, 1, kept.unsqueeze(-1).expand(-1, -1, rows.shape[-1])))
+            return tuple(sequences.kept_rows(rows, kept))
 
         encoder = BaseModelOutputWithDeepstackFeatures(pooler_output=pick(features.pooler_output),
                                                        deepstack_features=[pick(layer) for layer in
