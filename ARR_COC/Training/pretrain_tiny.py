@@ -31,7 +31,7 @@ import torch
 from ARR_COC import sequences
 from ARR_COC.backbone import build_tiny_model, load_backbone, tiny_pixel_values
 from ARR_COC.preprocess import encode_text
-from ARR_COC.Training.synthetic import KINDS, SyntheticVQA
+from ARR_COC.Training.synthetic import KINDS, NUM_OBJECTS, SyntheticVQA
 from ARR_COC.vocabulary import COLOURS, SHAPES
 
 IMAGE_SIZE = 256          # 8 x 8 = 64 merged visual tokens
@@ -44,7 +44,7 @@ VISION_STEPS, VISION_LEARNING_RATE = 150, 3e-3
 STEPS, LEARNING_RATE = 3600, 5e-3
 # Stage 2 curriculum: the run is cut into equal phases; phase p has PHASES[p] objects per image
 # (one object first, so the words are learnt before the object has to be found among others).
-PHASES = (1, 2, 4, 8) + (12,) * 8
+PHASES = (1, 2, 4, 8) + (NUM_OBJECTS,) * 8
 # In the second half of stage 2 every other step keeps only some visual tokens (pruned_cells): on all
 # tokens alone, one backbone in three answered 0.18 from the 6 that hold the answer (docs/training.md).
 PRUNED_FROM, PRUNED_EVERY = 0.5, 2
