@@ -16,7 +16,6 @@ import io
 import os
 import resource
 import sys
-import tarfile
 import time
 
 from zlib_ng import gzip_ng, gzip_ng_threaded
@@ -25,21 +24,14 @@ from tools.oci import layout
 
 
 def tar_of(src: str, limit: int) -> bytes:
-    buf, total = io.BytesIO(), 0
-    with tarfile.open(fileobj=buf, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-        for root, dirs, files in os.walk(src):
-            dirs.sort()
-            for name in sorted(files):
-                path = os.path.join(root, name)
-                if total > limit:
-                    return buf.getvalue()
-                tar.add(path, arcname=os.path.relpath(path, src))
-                total += os.path.getsize(path)
+    """The layer tar of files_of(src, limit), in memory."""
+    buf = io.BytesIO()
+    layout.write_tar_stream(files_of(src, limit), buf)
     return buf.getvalue()
 
 
 def files_of(src: str, limit: int) -> list[layout.Entry]:
-    """The same files as tar_of, as layer entries (read from disk when written)."""
+    """DIR's files in walk order as layer entries, until about LIMIT bytes (read when written)."""
     entries, total = [], 0
     for root, dirs, files in os.walk(src):
         dirs.sort()
