@@ -23,15 +23,15 @@ from zlib_ng import gzip_ng, gzip_ng_threaded
 from tools.oci import layout
 
 
-def tar_of(src: str, limit: int) -> bytes:
-    """The layer tar of files_of(src, limit), in memory."""
+def tar_of(entries: list[layout.Entry]) -> bytes:
+    """The layer tar of ENTRIES, in memory."""
     buf = io.BytesIO()
-    layout.write_tar_stream(files_of(src, limit), buf)
+    layout.write_tar_stream(entries, buf)
     return buf.getvalue()
 
 
 def files_of(src: str, limit: int) -> list[layout.Entry]:
-    """DIR's files in walk order as layer entries, until about LIMIT bytes (read when written)."""
+    """SRC's files in walk order as layer entries, until about LIMIT bytes (read when written)."""
     entries, total = [], 0
     for root, dirs, files in os.walk(src):
         dirs.sort()
@@ -65,7 +65,8 @@ def measure(data: bytes, block: int | None, threads: int,
 
 def main(argv: list[str]) -> int:
     src, mb = argv[0], int(argv[1]) if len(argv) > 1 else 300
-    data = tar_of(src, mb << 20)
+    entries = files_of(src, mb << 20)
+    data = tar_of(entries)
     print(f"tar {len(data) / 1e6:.0f} MB of {src}; load average {os.getloadavg()[0]:.1f}; "
           f"{len(os.sched_getaffinity(0))} cores")
     print("| writer | block | threads | wall s | CPU s | gzip MB |\n|---|---|---|---|---|---|")
@@ -81,7 +82,6 @@ def main(argv: list[str]) -> int:
         wall, cpu, size = measure(data, layout.GZIP_BLOCK, cores, level)
         print(f"| {level} | {layout.GZIP_BLOCK >> 10} KiB | {cores} | {wall:.2f} | {cpu:.2f} | {size / 1e6:.2f} |")
     print("\n| tar stream copies | wall s | CPU s | tar MB |\n|---|---|---|---|")
-    entries = files_of(src, mb << 20)
     for name, copy_size in (("16 KiB (tarfile's default)", 16 << 10), (f"{layout.CHUNK >> 10} KiB", layout.CHUNK)):
         sink = layout._HashingWriter(None)
         wall, cpu = time.perf_counter(), cpu_s()
