@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from tools.oci.layout import LayerInfo
 from tools.oci.layout_diff import compare, main
 
 
@@ -37,19 +38,25 @@ def _write(tmp_path, name, obj):
     return str(path)
 
 
+def _sidecar(tmp_path, name, digest):
+    """A layer file's sidecar as the layer actions write it (the blob itself is not read)."""
+    info = LayerInfo(str(tmp_path / f"{name}.tar.gz"), digest, "sha256:tar", 1)
+    (tmp_path / f"{name}.tar.gz.json").write_text(info.to_json())
+
+
 @pytest.mark.parametrize("changed_layer, rc", [("app", 0), ("base", 1)])
 def test_the_expected_layer_is_named_by_its_file(tmp_path, changed_layer, rc):
     """A check names the layer (its sidecar's digest), not its index in the image."""
     before = _write(tmp_path, "before.json", _image(("base", 10), ("app-1", 5)))
     after = _write(tmp_path, "after.json", _image(("base", 10), ("app-2", 5), manifest="sha256:n"))
     digests = {"app": "app-2", "base": "base"}
-    _write(tmp_path, f"{changed_layer}.tar.gz.json", {"digest": digests[changed_layer]})
+    _sidecar(tmp_path, changed_layer, digests[changed_layer])
     argv = ["diff", before, after, "--expect-changed-layer", str(tmp_path / f"{changed_layer}.tar.gz")]
     assert main(argv) == rc
 
 
 def test_a_named_layer_outside_the_image_is_an_error(tmp_path):
     image = _write(tmp_path, "image.json", _image(("base", 10)))
-    _write(tmp_path, "other.tar.gz.json", {"digest": "sha256:elsewhere"})
+    _sidecar(tmp_path, "other", "sha256:elsewhere")
     with pytest.raises(ValueError, match="not a layer of the image"):
         main(["diff", image, image, "--expect-changed-layer", str(tmp_path / "other.tar.gz")])
