@@ -25,13 +25,17 @@ def tiny_backbone():
     return load_backbone("tiny", IMAGE_SIZE, seed=0)
 
 
-@pytest.fixture(scope="session")
-def tiny_batch(tiny_backbone):
-    from ARR_COC.preprocess import collate
-
-    samples = [
+def tiny_samples() -> list[dict]:
+    """Three samples whose questions differ in length (so batches of them are padded)."""
+    return [
         {"image": striped_image(0), "question": "what colour is the square ?", "answer": "red"},
         {"image": striped_image(1), "question": "what shape is the blue object ?", "answer": "circle"},
         {"image": striped_image(2), "question": "where is the cross ?", "answer": "top left"},
     ]
-    return collate(samples, tiny_backbone, IMAGE_SIZE)
+
+
+@pytest.fixture(scope="session")
+def tiny_batch(tiny_backbone):
+    from ARR_COC.preprocess import collate
+
+    return collate(tiny_samples(), tiny_backbone, IMAGE_SIZE)

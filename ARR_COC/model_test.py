@@ -200,19 +200,21 @@ def test_attention_allocator_pulls_the_scores_towards_the_sharpened_spread_teach
     scores.retain_grad()
     output["loss"].backward()
     features = model.encode_images(tiny_batch["pixel_values"], tiny_batch["image_grid_thw"])
-    target = attending.spread_to_neighbours(attending.sharpen(model.prompt_attention(tiny_batch, features),
+    target = attending.spread_to_neighbours(attending.sharpen(model.attention_flow(tiny_batch, features),
                                                               TEACHER_POWER), features.grid, NEIGHBOUR_SHARE)
     expected = (torch.softmax(scores.detach() / model.selector.config.temperature, 1) - target) / scores.shape[0]
     torch.testing.assert_close(scores.grad, expected / model.selector.config.temperature)
 
 
-def test_prompt_attention_is_where_the_question_words_look(model, tiny_batch):
-    """Checked against the eager attention weights of a stock all-token forward, by hand: per
-    question token and layer the head-mean attention to the image as shares, the maximum over them."""
+def test_attention_flow_is_the_rollout_from_where_the_answer_starts(model, tiny_batch):
+    """Checked against the eager attention weights of a stock all-token forward, by hand: per sample,
+    the product over layers of (share x head-mean attention + rest x identity), first layer on the
+    right, on its unpadded positions; its last row's visual part, normalised."""
     from ARR_COC import sequences
+    from ARR_COC.model import ROLLOUT_ATTENTION_SHARE as share
 
     features = model.encode_images(tiny_batch["pixel_values"], tiny_batch["image_grid_thw"])
-    target = model.prompt_attention(tiny_batch, features)
+    target = model.attention_flow(tiny_batch, features)
     assert target.shape == (3, N) and torch.allclose(target.sum(1), torch.ones(3))
     assert model.language_vision_model.config._attn_implementation != "eager", "the eager switch is undone"
     everything = torch.arange(N).expand(3, -1)
@@ -226,16 +228,21 @@ def test_prompt_attention_is_where_the_question_words_look(model, tiny_batch):
     finally:
         lm.set_attn_implementation("sdpa")
     start = len(model.template.before_image)
-    question_start = start + N + len(model.template.after_image)
-    for row, question in enumerate(tiny_batch["question_ids"]):
-        assert question, "the fixture asks a question"
-        shares = [layer[row].mean(0)[position, start:start + N] for layer in attentions
-                  for position in range(question_start, question_start + len(question))]
-        expected = torch.stack([share / share.sum() for share in shares]).amax(0)
+    lengths = inputs["attention_mask"].sum(1).tolist()
+    assert len(set(lengths)) > 1, "the fixture pads some questions"
+    for row, length in enumerate(lengths):
+        rollout = torch.eye(length)
+        for layer in attentions:
+            rollout = (share * layer[row].mean(0)[:length, :length] + (1 - share) * torch.eye(length)) @ rollout
+        expected = rollout[length - 1, start:start + N]
         torch.testing.assert_close(target[row], expected / expected.sum())
 
 
-def test_prompt_attention_without_a_question_prefers_no_token(model, tiny_batch):
+def test_attention_flow_of_a_sample_does_not_depend_on_the_batch_padding(tiny_backbone, model, tiny_batch):
+    from ARR_COC.conftest import tiny_samples
+    from ARR_COC.preprocess import collate
+
+    shortest = collate(tiny_samples()[2:], tiny_backbone, IMAGE_SIZE)
+    alone = model.attention_flow(shortest, model.encode_images(shortest["pixel_values"], shortest["image_grid_thw"]))
     features = model.encode_images(tiny_batch["pixel_values"], tiny_batch["image_grid_thw"])
-    target = model.prompt_attention({**tiny_batch, "question_ids": [[]] * 3}, features)
-    torch.testing.assert_close(target, torch.full((3, N), 1 / N))
+    torch.testing.assert_close(model.attention_flow(tiny_batch, features)[2:], alone)

@@ -58,8 +58,8 @@ def kept_for(method: str, k: int, model, batch: dict, features, scores: torch.Te
              generator: torch.Generator) -> torch.Tensor:
     """[B, K] cells a method keeps (the LM reads them in raster order whatever the order here).
 
-    `lm_attention` is the default allocator's teacher: the K tokens the question's words look at
-    most with all tokens given (a reference that needs the all-token pass, not a selector)."""
+    `lm_attention` is the default allocator's teacher: the K tokens the LM's answer reads most
+    with all tokens given (a reference that needs the all-token pass, not a selector)."""
     from ARR_COC import attending
 
     batch_size, n = scores.shape
@@ -74,7 +74,7 @@ def kept_for(method: str, k: int, model, batch: dict, features, scores: torch.Te
     if method == "all":
         return torch.arange(n).expand(batch_size, -1)
     if method == "lm_attention":
-        return attending.top_k_indices(model.prompt_attention(batch, features), k)
+        return attending.top_k_indices(model.attention_flow(batch, features), k)
     raise ValueError(f"unknown method {method!r}; known: {METHODS}")
 
 

@@ -43,12 +43,12 @@ def held_out(model, config) -> tuple[float, float]:
 
 
 def test_short_selector_run_lowers_the_loss(tmp_path, pretrained_backbone_path):
-    """A short run of the default allocator (distillation of where the question's words look)
-    keeps the target's cell more often than the untrained selector, and the answer loss with K
-    kept falls.
+    """A short run of the default allocator (distillation of the visual tokens the LM's answer
+    reads) keeps the target's cell more often than the untrained selector, and the answer loss
+    with K kept falls.
 
     One seed pair (the cached backbone, selector seed 0). Measured outside Bazel on that backbone,
-    selector seeds 0 / 1 / 2: loss x0.03 / x0.04 / x0.11, recall@6 0.58 -> 0.98 / 0.09 -> 0.97 /
+    selector seeds 0 / 1 / 2: loss x0.03 / x0.03 / x0.04, recall@6 0.58 -> 0.98 / 0.09 -> 0.97 /
     0.33 -> 0.95, so the bounds below hold on all three with room (docs/training.md).
     """
     from ARR_COC.backbone import load_backbone
