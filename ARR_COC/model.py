@@ -39,12 +39,14 @@ ALLOCATORS = ("reinforce", "straight_through", "attention")
 # with the one before it, the same order on three backbones (docs/training.md).
 TEACHER_POWER = 4
 # ... and spread to each token's 8 neighbours with this share (attending.spread_to_neighbours). With the
-# teacher before the rollout, selector seed 0 on two backbones: question-swap overlap 0.40 / 0.45 -> 0.29 / 0.36, accuracy 0.943 / 0.875 ->
-# 0.948 / 0.859; 0.1 cost more accuracy, 0.05 left more overlap (docs/training.md).
+# teacher before the rollout, selector seed 0 on two backbones: question-swap overlap 0.40 / 0.45 ->
+# 0.29 / 0.36, accuracy 0.943 / 0.875 -> 0.948 / 0.859; 0.1 cost more accuracy, 0.05 left more overlap
+# (docs/training.md).
 NEIGHBOUR_SHARE = 0.075
 # The teacher's rollout passes this share of each layer's input on through attention, the rest through
-# the residual path. How often the teacher puts the target first, backbone seeds 1234-1237 and 1239: 0.86 / 0.98 / 0.83 / 0.77 / 0.79 at 0.5,
-# 0.92 / 0.92 / 0.93 / 0.82 / 0.95 at 0.8, 0.71 / 0.45 / 0.95 / 0.84 / 0.95 at 1 (docs/training.md).
+# the residual path. How often the teacher puts the target first, backbone seeds 1234-1237 and 1239:
+# 0.87 / 0.98 / 0.83 / 0.77 / 0.79 at 0.5, 0.92 / 0.92 / 0.93 / 0.82 / 0.95 at 0.8, 0.71 / 0.45 / 0.95 /
+# 0.84 / 0.95 at 1 (docs/training.md).
 ROLLOUT_ATTENTION_SHARE = 0.8
 SELECTOR_WEIGHTS = "selector.safetensors"
 SELECTOR_CONFIG = "selector_config.json"

@@ -239,6 +239,7 @@ def test_attention_flow_is_the_rollout_from_where_the_answer_starts(model, tiny_
 
 
 def test_attention_flow_of_a_sample_does_not_depend_on_the_batch_padding(tiny_backbone, model, tiny_batch):
+    """The rollout starts at each sample's own last prompt position, not the padded batch's last."""
     from ARR_COC.conftest import tiny_samples
     from ARR_COC.preprocess import collate
 
