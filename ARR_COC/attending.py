@@ -23,13 +23,14 @@ unkept tokens are offered (`allocator` in the selector config):
   never shows the LM; docs/training.md compares the two.
 
 - "attention" (default): distillation from the frozen LM. With all N tokens given, the
-  target is where the question's words look (per visual token, the largest share of
-  its image attention any question token gives it in any layer);
+  target is how much of what the LM reads where it starts the answer comes from each
+  visual token (attention rollout: model.ARRCOC.attention_flow);
   the scores are trained by cross-entropy of softmax(scores / temperature)
   against it. No sampling and a dense, per-token signal, at the price of one
   all-token LM pass (without gradient) per training step. On the 12-object
   task it is the only one of the three that learnt where to look on every
-  backbone tried (docs/training.md).
+  backbone tried; on the 14-object task, with the rollout, on seven backbone seeds
+  (docs/training.md).
 
 At evaluation the unkept tokens are really dropped (deterministic top-K).
 """
