@@ -209,9 +209,8 @@ class ARRCOC(nn.Module):
                 answer_cost(greedy.logits, inputs["labels"]), self.selector.config.temperature)
         elif distil:
             # Value: the answer loss with the top-K kept; gradient: towards what the answer reads.
-            target = attending.spread_to_neighbours(attending.sharpen(target, TEACHER_POWER), features.grid,
-                                                    NEIGHBOUR_SHARE)
-            loss = loss.detach() + attending.distillation_surrogate(scores, target, self.selector.config.temperature)
+            loss = loss.detach() + attending.distillation_surrogate(
+                scores, distillation_target(target, features.grid), self.selector.config.temperature)
         selected = attending.top_k_indices(scores, self.num_visual_tokens) if mode == "train" else kept
         return {"loss": loss, "logits": output.logits, "inputs": inputs, "kept": selected,
                 "scores": scores, "grid": features.grid}
@@ -247,7 +246,7 @@ class ARRCOC(nn.Module):
         (docs/training.md). No labels."""
         n = features.tokens.shape[1]
         attentions, inputs = self.all_token_attentions(batch, features)
-        mask = inputs["attention_mask"].to(features.tokens.device)
+        mask = inputs["attention_mask"]
         flow = nn.functional.one_hot(mask.sum(1) - 1, mask.shape[1]).float()  # right-padded: last real position
         for layer in reversed(attentions):
             through_attention = torch.einsum("bq,bqk->bk", flow, layer.mean(1, dtype=torch.float32))
@@ -304,6 +303,12 @@ class ARRCOC(nn.Module):
         if provenance is not None:
             files[PROVENANCE] = json.dumps(provenance, indent=2, sort_keys=True).encode()
         storage.write_files(directory, files)
+
+
+def distillation_target(teacher: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """[B, N] what the "attention" allocator's scores are pulled towards: the teacher sharpened
+    (TEACHER_POWER) and spread to each token's neighbours (NEIGHBOUR_SHARE)."""
+    return attending.spread_to_neighbours(attending.sharpen(teacher, TEACHER_POWER), grid, NEIGHBOUR_SHARE)
 
 
 def per_sample_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -77,14 +77,12 @@ def replay(model, train: dict, held_out: dict, config, seed: int) -> dict:
     selector = arrcoc.Selector(model.selector.config)
     optimizer = torch.optim.AdamW(selector.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_then_linear(config.max_steps, config.warmup_ratio))
-    grid = tuple(train["texture"].shape[2:])
-    target = attending.spread_to_neighbours(attending.sharpen(train["target"], arrcoc.TEACHER_POWER), grid,
-                                            arrcoc.NEIGHBOUR_SHARE)
+    target = arrcoc.distillation_target(train["target"], tuple(train["texture"].shape[2:]))
     order = torch.randperm(len(target), generator=torch.Generator().manual_seed(seed))
     for step in range(config.max_steps):
         rows = order[(step * config.batch_size) % len(order):][:config.batch_size]
         scores = selector(train["texture"][rows], train["tokens"][rows], train["query"][rows])
-        loss = -(target[rows] * torch.log_softmax(scores / model.selector.config.temperature, 1)).sum(1).mean()
+        loss = attending.distillation_surrogate(scores, target[rows], model.selector.config.temperature)
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(selector.parameters(), config.max_grad_norm)
