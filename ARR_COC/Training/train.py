@@ -6,7 +6,7 @@
 
 Config order: defaults < TOML (--config, else the embedded smoke config) <
 environment (BASE_MODEL, NUM_VISUAL_TOKENS, ...) < flags. Runs through
-accelerate (real gradient accumulation, bf16 on GPU, clipping, linear warmup
+accelerate (real gradient accumulation, bf16 or fp16 by GPU, clipping, linear warmup
 then linear decay); checkpoints go to AIP_CHECKPOINT_DIR or
 OUTPUT_DIR/checkpoints and are resumed automatically; the selector is
 exported to AIP_MODEL_DIR or OUTPUT_DIR/model. The learning-rate schedule
@@ -36,16 +36,33 @@ from ARR_COC.backbone import load_backbone
 from ARR_COC.model import build_model
 from ARR_COC.preprocess import collate
 from ARR_COC.Training import checkpoint, data
-from ARR_COC.Training.config import TrainConfig, load_config
+from ARR_COC.Training.config import ConfigError, TrainConfig, load_config
 from ARR_COC.Training.metrics import MetricsLogger, recall_at_k, vqa_accuracy
 from ARR_COC.Training.secret_store import SecretError, load_secrets
 
 
-def mixed_precision(config: TrainConfig, cuda: bool) -> str:
-    """bf16 on GPU unless told otherwise; never on CPU (slow and not needed for the tiny model)."""
-    if config.mixed_precision == "auto":
-        return "bf16" if cuda else "no"
-    return config.mixed_precision if cuda else "no"
+# bf16 tensor cores start at Ampere (8.0); below (T4 is 7.5) torch emulates bf16, and accelerate's check passes.
+NATIVE_BF16 = (8, 0)
+# What `auto` runs where bf16 is not native, and the frozen backbone's dtype per precision: fp16 autocast with
+# loss scaling over fp32 weights, so the residual stream stays fp32 (docs/training.md, "Precision").
+AUTO_WITHOUT_BF16 = "fp16"
+BACKBONE_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float32, "no": torch.float32}
+
+
+def mixed_precision(value: str, capability: tuple[int, int] | None) -> str:
+    """accelerate's mixed_precision for the config value on a GPU of this CUDA capability (None: CPU, where
+    it is always off: slow and not needed for the tiny model). bf16 only where the GPU has it natively."""
+    if capability is None:
+        return "no"
+    native_bf16 = tuple(capability) >= NATIVE_BF16
+    if value == "auto":
+        return "bf16" if native_bf16 else AUTO_WITHOUT_BF16
+    if value == "bf16" and not native_bf16:
+        raise ConfigError(
+            f"mixed_precision = 'bf16' needs native bf16 (CUDA capability >= {NATIVE_BF16[0]}.{NATIVE_BF16[1]}, "
+            f"Ampere or newer); this GPU is {capability[0]}.{capability[1]}, where bf16 is emulated and slow: "
+            f"set mixed_precision to auto ({AUTO_WITHOUT_BF16} here), fp16 or no")
+    return value
 
 
 def warmup_then_linear(total_steps: int, warmup_ratio: float):
@@ -138,13 +155,14 @@ def run(config: TrainConfig, stream=sys.stdout) -> dict:
     from accelerate.utils import set_seed
 
     cuda = torch.cuda.is_available()
+    capability = torch.cuda.get_device_capability() if cuda else None
     accelerator = Accelerator(gradient_accumulation_steps=config.gradient_accumulation_steps,
-                              mixed_precision=mixed_precision(config, cuda), cpu=not cuda)
+                              mixed_precision=mixed_precision(config.mixed_precision, capability), cpu=not cuda)
     main_process = accelerator.is_main_process
     set_seed(config.seed)
     logger = MetricsLogger(main_process, config, stream)
-    dtype = torch.bfloat16 if accelerator.mixed_precision == "bf16" else torch.float32
-    backbone = load_backbone(config.base_model, config.image_size, config.tiny_backbone_weights or None, dtype,
+    backbone = load_backbone(config.base_model, config.image_size, config.tiny_backbone_weights or None,
+                             BACKBONE_DTYPES[accelerator.mixed_precision],
                              revision=config.base_model_revision or None)
     model = build_model(backbone, config.num_visual_tokens, config.image_size, config.seed, config.allocator,
                         base_model_revision=config.base_model_revision)
