@@ -161,8 +161,8 @@ def run(config: TrainConfig, stream=sys.stdout) -> dict:
     main_process = accelerator.is_main_process
     set_seed(config.seed)
     logger = MetricsLogger(main_process, config, stream)
-    backbone = load_backbone(config.base_model, config.image_size, config.tiny_backbone_weights or None,
-                             BACKBONE_DTYPES[accelerator.mixed_precision],
+    dtype = BACKBONE_DTYPES[accelerator.mixed_precision]
+    backbone = load_backbone(config.base_model, config.image_size, config.tiny_backbone_weights or None, dtype,
                              revision=config.base_model_revision or None)
     model = build_model(backbone, config.num_visual_tokens, config.image_size, config.seed, config.allocator,
                         base_model_revision=config.base_model_revision)
