@@ -6,13 +6,14 @@ backbone in that precision's weight dtype, trains a fresh selector (same seed, s
 training loop's loss, optimiser, schedule and clipping under CPU autocast in that dtype (fp16 with
 torch.amp.GradScaler, as accelerate's fp16 path on a GPU), then evaluates it as train.evaluate does
 (no autocast, the backbone in its dtype). Prints one JSON object: per precision the final training
-loss, held-out accuracy and recall@K, the loss scaler's end state, and on a fixed held-out batch the
-share of each sample's K kept tokens that the fp32 and bf16 selectors also keep; and the tiny
-backbone's largest activation (what fp16's 65504 ceiling is compared with). About 1 CPU-minute per
-precision at the default 128 steps:
+loss, held-out accuracy and recall@K, the loss scaler's end state and skipped steps, the largest
+finite selector gradient norm before clipping (unscaled), and on a fixed held-out batch the share of
+each sample's K kept tokens that the fp32 and bf16 selectors also keep; and the tiny backbone's
+largest activation (what fp16's 65504 ceiling is compared with). 1.5-3 CPU-minutes per precision at
+the default 128 steps (docs/training.md, "Precision", has the figures):
 
     tools/bazel run //ARR_COC/Training/experiments:precision_compare -- \\
-        --backbone "$PWD/bazel-bin/ARR_COC/Training/tiny_backbone.safetensors"
+        --backbone /abs/tiny_backbone.safetensors [--allocator straight_through --steps 64]
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import math
 import time
 
 import torch
@@ -51,14 +53,14 @@ def train_selector(model, train_set, config, precision: str) -> dict:
     loader = torch.utils.data.DataLoader(
         train_set, batch_size=config.batch_size, sampler=data.epoch_order(len(train_set), config.seed, 0),
         collate_fn=functools.partial(collate, backbone=model.backbone, image_size=config.image_size))
-    losses, skipped = [], 0
+    losses, norms, skipped = [], [], 0
     model.train()
     for step, batch in zip(range(config.max_steps), loader):
         with autocast(dtype):
             loss = model(batch, "train")["loss"]
         scaler.scale(loss).backward()
         scaler.unscale_(optimizer)
-        torch.nn.utils.clip_grad_norm_(model.selector.parameters(), config.max_grad_norm)
+        norms.append(torch.nn.utils.clip_grad_norm_(model.selector.parameters(), config.max_grad_norm).item())
         scale = scaler.get_scale() if scaling else 1.0
         scaler.step(optimizer)
         scaler.update()
@@ -70,7 +72,8 @@ def train_selector(model, train_set, config, precision: str) -> dict:
     tail = losses[-16:]
     return {"final_loss": round(sum(tail) / len(tail), 4), "first_loss": round(losses[0], 4),
             "non_finite_losses": sum(not torch.isfinite(torch.tensor(x)) for x in losses),
-            "loss_scale": scaler.get_scale() if scaling else None, "skipped_steps": skipped}
+            "loss_scale": scaler.get_scale() if scaling else None, "skipped_steps": skipped,
+            "largest_gradient_norm": max((n for n in norms if math.isfinite(n)), default=None)}
 
 
 @torch.no_grad()
