@@ -9,6 +9,7 @@ directory (BUILD_WORKING_DIRECTORY under `bazel run`).
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import os
 import re
@@ -195,3 +196,29 @@ def load_config(config_path: str | None = None, environ: dict | None = None, ove
     for key in PATH_KEYS:
         setattr(config, key, resolve_path(getattr(config, key), base))
     return validate(config)
+
+
+def argument_parser() -> argparse.ArgumentParser:
+    """The trainer's flags; the entry point reads the same ones for its start-up check."""
+    parser = argparse.ArgumentParser(description="Train the ARR-COC selector.")
+    parser.add_argument("--config", help="TOML config (default: the embedded smoke config)")
+    parser.add_argument("--max-steps", type=int, help="stop after this many optimizer steps")
+    parser.add_argument("--output-dir", help="where checkpoints and the model go (local or gs://)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any config key")
+    return parser
+
+
+def parse_overrides(pairs: list[str]) -> dict:
+    overrides = {}
+    for pair in pairs:
+        key, separator, value = pair.partition("=")
+        if not separator:
+            raise ConfigError(f"--set wants KEY=VALUE, got {pair!r}")
+        overrides[key.strip()] = value
+    return overrides
+
+
+def config_from_args(args: argparse.Namespace, environ: dict | None = None) -> TrainConfig:
+    """The config that the trainer's parsed flags name: file, environment, then --set and the flags."""
+    return load_config(args.config, environ, overrides={**parse_overrides(args.set), "max_steps": args.max_steps,
+                                                        "output_dir": args.output_dir})

@@ -4,7 +4,9 @@ Processes per node come from the visible GPUs (one on a CPU-only node);
 machines, this node's rank and the rendezvous address from Vertex AI's
 CLUSTER_SPEC: every host of workerpool0 (the chief), then workerpool1, 2, 3
 in order, so the chief is machine 0 and its host:port is where all nodes
-meet. One process in total trains in this process; more go through
+meet. Before any of it, and before torch is imported, the start-up check
+(startup_check.py) asks the driver whether this host can run the image's
+torch on the GPUs the job asked for, and exits with its own code if not. One process in total trains in this process; more go through
 `accelerate launch` (torch.distributed's launcher on each node; the workers
 then use NCCL on GPUs, gloo on CPU). TRAINING_GPU set without a usable GPU
 refuses to run (the original silently trained on CPU).
@@ -73,10 +75,30 @@ def check_gpu(environ: dict, cuda_available: bool) -> None:
                          "refusing to train on CPU (unset TRAINING_GPU to train on CPU on purpose)")
 
 
+def startup_check(argv: list[str]) -> int:
+    """The start-up check with the loader settings of the config ARGV names (0: the host can run it).
+
+    A config that does not load is the trainer's to report; the check then
+    leaves out what it needs from the config (the /dev/shm estimate).
+    """
+    from ARR_COC.Training import startup_check as check
+    from ARR_COC.Training.config import ConfigError, argument_parser, config_from_args
+
+    try:
+        args, _ = argument_parser().parse_known_args(argv)
+        config = config_from_args(args)
+    except (ConfigError, OSError, SystemExit):
+        return check.run()
+    return check.run(config.image_size, config.batch_size, config.num_workers)
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    failed = startup_check(argv)
+    if failed:
+        return failed
     import torch
 
-    argv = sys.argv[1:] if argv is None else argv
     check_gpu(os.environ, torch.cuda.is_available())
     args = accelerate_args(torch.cuda.device_count(), os.environ.get("CLUSTER_SPEC"))
     if args.num_processes == 1:

@@ -19,7 +19,6 @@ rank 0 alone writes metrics, checkpoints and the export.
 
 from __future__ import annotations
 
-import argparse
 import functools
 import json
 import math
@@ -36,7 +35,7 @@ from ARR_COC.backbone import load_backbone
 from ARR_COC.model import build_model
 from ARR_COC.preprocess import collate
 from ARR_COC.Training import checkpoint, data
-from ARR_COC.Training.config import TrainConfig, load_config
+from ARR_COC.Training.config import ConfigError, TrainConfig, argument_parser, config_from_args
 from ARR_COC.Training.metrics import MetricsLogger, recall_at_k, vqa_accuracy
 from ARR_COC.Training.secret_store import SecretError, load_secrets
 
@@ -262,16 +261,6 @@ def save_checkpoint(accelerator, config, plain, optimizer, scheduler, position, 
     accelerator.wait_for_everyone()
 
 
-def parse_overrides(pairs: list[str]) -> dict:
-    overrides = {}
-    for pair in pairs:
-        key, separator, value = pair.partition("=")
-        if not separator:
-            raise SystemExit(f"--set wants KEY=VALUE, got {pair!r}")
-        overrides[key.strip()] = value
-    return overrides
-
-
 def resolve_secrets() -> int | None:
     """ARR_SECRET_REFS into this process's environment before anything logs; only names are printed."""
     try:
@@ -288,17 +277,9 @@ def main(argv: list[str] | None = None) -> int:
     failed = resolve_secrets()
     if failed is not None:
         return failed
-    parser = argparse.ArgumentParser(description="Train the ARR-COC selector.")
-    parser.add_argument("--config", help="TOML config (default: the embedded smoke config)")
-    parser.add_argument("--max-steps", type=int, help="stop after this many optimizer steps")
-    parser.add_argument("--output-dir", help="where checkpoints and the model go (local or gs://)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any config key")
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    from ARR_COC.Training.config import ConfigError
-
+    args = argument_parser().parse_args(sys.argv[1:] if argv is None else argv)
     try:
-        config = load_config(args.config, overrides={**parse_overrides(args.set), "max_steps": args.max_steps,
-                                                      "output_dir": args.output_dir})
+        config = config_from_args(args)
     except ConfigError as error:
         print(f"config error: {error}", file=sys.stderr)
         return 2
