@@ -15,6 +15,7 @@ import enum
 import math
 import re
 
+from tools.launch import image_support as IS
 from tools.launch import tables as T
 
 
@@ -81,28 +82,37 @@ def build_candidates(
     quotas: dict | None = None,
     machine_types: dict | None = None,
     nodes: int = 1,
+    support: IS.ImageSupport | None = None,
 ) -> list[Candidate]:
     """All (GPU, region) options in preference order, each kept or dropped with a reason.
 
-    Raises TableError when no GPU of the preference list fits at all, so the
-    user hears about the bad count or region instead of an empty plan.
+    A GPU the training image cannot run (SUPPORT: gpu_support.toml) is listed
+    dropped, with its compute capability and the image's arch list as the
+    reason. Raises TableError when no GPU of the preference list fits at all
+    (none the image runs, a bad count or region), so the user hears why instead
+    of an empty plan.
     """
     T.check_scheduling(scheduling)
+    support = support or IS.default_support()
     out: list[Candidate] = []
-    shape_errors = []
+    shape_errors, refused = [], {}
     for name in gpu_preference:
         gpu = T.resolve_gpu(tables, name)
+        runs, reason = IS.runs(gpu, support)
+        if not runs:
+            refused[gpu.name] = reason
         try:
             machine = T.machine_type(
                 tables, gpu.name, count, scheduling, (machine_types or {}).get(gpu.name)
             )
         except T.TableError as e:
-            shape_errors.append(str(e))
+            if runs:
+                shape_errors.append(str(e))
             continue
         metric = T.quota_metric(tables, gpu.name, scheduling)
         wanted_regions = gpu.regions if not regions else [r for r in regions if r in gpu.regions]
         for region in wanted_regions:
-            c = _judge(Candidate(
+            c = Candidate(
                 gpu=gpu.name,
                 accelerator_type=gpu.accelerator,
                 accelerator_count=count,
@@ -112,20 +122,27 @@ def build_candidates(
                 quota_metric=metric,
                 price_per_hour=T.price(tables, gpu.name, machine, region, scheduling),
                 quota=quota_limit(quotas, metric, region),
-            ), quotas is not None, count * nodes)
-            out.append(c)
-    if not out:
-        if shape_errors:
-            raise T.TableError("no GPU in the preference list fits: " + "; ".join(shape_errors))
-        offered = {
-            g: ", ".join(T.regions_for(tables, g)) for g in gpu_preference
-        }
-        raise T.TableError(
-            f"none of the regions {', '.join(regions or [])} offers "
-            f"{', '.join(gpu_preference)}; regions that do: "
-            + "; ".join(f"{g}: {r}" for g, r in offered.items())
-        )
+            )
+            out.append(_judge(c, quotas is not None, count * nodes) if runs
+                       else dataclasses.replace(c, kept=False, why=f"the image cannot run it: {reason}"))
+    if not any(c.gpu not in refused for c in out):
+        _no_candidate(tables, gpu_preference, regions, support, shape_errors, refused)
     return out
+
+
+def _no_candidate(tables, gpu_preference, regions, support, shape_errors, refused) -> None:
+    """Raises the TableError that says why no GPU of the preference list can be planned."""
+    works = ", ".join(IS.runnable(tables, support))
+    refusals = [f"the training image cannot run {g}: {why}; GPUs it runs: {works}" for g, why in refused.items()]
+    if shape_errors or not any(T.resolve_gpu(tables, g).name not in refused for g in gpu_preference):
+        raise T.TableError("; ".join(refusals) if not shape_errors else
+                           "no GPU in the preference list fits: " + "; ".join(shape_errors + refusals))
+    offered = {g: ", ".join(T.regions_for(tables, g)) for g in gpu_preference}
+    raise T.TableError(
+        f"none of the regions {', '.join(regions or [])} offers "
+        f"{', '.join(gpu_preference)}; regions that do: "
+        + "; ".join(f"{g}: {r}" for g, r in offered.items())
+    )
 
 
 def _judge(c: Candidate, quota_checked: bool, needed: int) -> Candidate:

@@ -80,6 +80,34 @@ def test_bad_count_for_one_gpu_skips_only_it():
     assert [c.gpu for c in cands] == ["L4"]
 
 
+@pytest.mark.parametrize("gpu", ["V100", "P100", "P4", "tesla v100", "NVIDIA_TESLA_P4"])
+def test_a_gpu_the_image_cannot_run_is_refused_with_its_capability_and_the_arch_list(gpu):
+    with pytest.raises(T.TableError) as e:
+        C.build_candidates(TABLES, [gpu], 1, "SPOT")
+    name = T.resolve_gpu(TABLES, gpu).name
+    assert f"the training image cannot run {name}: compute capability " \
+           f"{TABLES.gpus[name].compute_capability}" in str(e.value)
+    assert "sm_75 sm_80 sm_86 sm_90 sm_100 sm_120 (no PTX)" in str(e.value)
+    assert "GPUs it runs: L4, T4, A100, A100-80GB, H100, H100-MEGA, H200, B200" in str(e.value)
+
+
+@pytest.mark.parametrize("pref", [["V100", "L4"], ["L4", "P100", "T4"], ["P4", "A100"]])
+def test_in_a_preference_list_such_a_gpu_is_dropped_and_the_others_planned(pref):
+    cands = ranked(None, pref=pref)
+    refused = {T.resolve_gpu(TABLES, g).name for g in pref} & {"V100", "P100", "P4"}
+    assert {c.gpu for c in cands if c.kept} == {T.resolve_gpu(TABLES, g).name for g in pref} - refused
+    dropped = [c for c in cands if c.gpu in refused]
+    assert dropped and all(not c.kept and c.why.startswith("the image cannot run it: compute capability 6.")
+                           or c.why.startswith("the image cannot run it: compute capability 7.0")
+                           for c in dropped)
+    assert cands[-len(dropped):] == dropped  # ranked after every kept candidate
+
+
+def test_a_refused_gpu_and_a_bad_count_for_the_rest_say_both():
+    with pytest.raises(T.TableError, match=r"H200: no machine shape has 1 GPU\(s\).*cannot run V100"):
+        C.build_candidates(TABLES, ["V100", "H200"], 1, "SPOT")
+
+
 def test_region_without_the_gpu():
     with pytest.raises(T.TableError, match="regions that do: H200: us-central1"):
         C.build_candidates(TABLES, ["H200"], 8, "SPOT", ["europe-west4"])

@@ -276,6 +276,7 @@ def cmd_launch(args, eps: Endpoints) -> int:
     cfg = CFG.load(user_path(args.config), overrides(args))
     policy = policy_from(args, cfg)
     secrets = dict(args.secret or ())
+    P.check_request(cfg)  # a GPU the image cannot run, a bad count or region: before the image build
     layout, digest = image_paths(args)
     plan = P.make(cfg, layout, digest, _quotas(args, cfg, eps), secrets=secrets,
                   bucket_location=_bucket_location(args, cfg, eps))
