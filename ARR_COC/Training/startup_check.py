@@ -21,6 +21,7 @@ import dataclasses
 import json
 import os
 import pathlib
+import re
 import sys
 import tomllib
 
@@ -56,21 +57,63 @@ class Support:
     exit_codes: dict  # failure name -> ExitCode
 
     def runs(self, capability: tuple[int, int]) -> bool:
-        """The wheel has SASS this GPU can run: code for X.y runs on X.z for z >= y (so sm_86's
-        kernels serve an L4's 8.9), never across majors, and without PTX nothing JIT-compiles."""
-        major, minor = capability
-        return any(arch_major == major and arch_minor <= minor for arch_major, arch_minor in self.archs())
+        """Whether the wheel's kernels load on a GPU of this compute capability.
 
-    def archs(self) -> list[tuple[int, int]]:
-        """arch_list as capabilities: "sm_120" is (12, 0), "sm_86" is (8, 6)."""
-        return [(int(a[3:-1]), int(a[-1])) for a in self.arch_list]
+        NVIDIA's binary compatibility rule (CUDA C++ Programming Guide, "Binary
+        Compatibility"): SASS for sm_XY runs on X.Z for Z >= Y, same major only
+        (sm_86 serves an L4's 8.9); an arch-specific sm_XYa only on X.Y itself;
+        PTX (compute_XY) is JIT-compiled by the driver for anything >= X.Y.
+        """
+        for kind, major, minor, suffix in map(parse_arch, self.arch_list):
+            if kind == "compute" and capability >= (major, minor):
+                return True
+            if kind == "sm" and major == capability[0] and (
+                    minor == capability[1] if suffix == "a" else minor <= capability[1]):
+                return True
+        return False
+
+    @property
+    def has_ptx(self) -> bool:
+        return any(arch.startswith("compute_") for arch in self.arch_list)
+
+    def describe_archs(self) -> str:
+        """"sm_75 sm_80 ... (no PTX)", for messages."""
+        return " ".join(self.arch_list) + ("" if self.has_ptx else " (no PTX)")
+
+    def as_json(self) -> dict:
+        """What the launcher's plan shows of the image (its `image_cuda` field)."""
+        return {"torch": self.torch, "cuda": self.cuda, "min_driver": self.min_driver,
+                "min_driver_cuda": self.min_driver_cuda, "arch_list": list(self.arch_list)}
+
+
+ARCH = re.compile(r"^(sm|compute)_(\d+)(\d)([af]?)$")
+
+
+def parse_arch(arch: str) -> tuple[str, int, int, str]:
+    """"sm_86" -> ("sm", 8, 6, ""); "compute_90" -> ("compute", 9, 0, ""); "sm_90a" -> ("sm", 9, 0, "a")."""
+    match = ARCH.match(arch)
+    if not match:
+        raise ValueError(f"gpu_support.toml: arch_list entry {arch!r} is not sm_NN or compute_NN")
+    return match.group(1), int(match.group(2)), int(match.group(3)), match.group(4)
+
+
+def capability(text: str) -> tuple[int, int]:
+    """"8.9" -> (8, 9)."""
+    major, _, minor = text.partition(".")
+    return int(major), int(minor)
 
 
 def load_support(path: pathlib.Path | str = SUPPORT_FILE) -> Support:
+    """gpu_support.toml, checked: a missing key or a malformed arch is a ValueError naming it."""
     with open(path, "rb") as f:
         data = tomllib.load(f)
+    missing = [k for k in ("torch", "cuda", "min_driver", "min_driver_cuda", "arch_list", "exit_codes") if k not in data]
+    if missing:
+        raise ValueError(f"{path}: lacks {', '.join(missing)}")
+    for arch in data["arch_list"]:
+        parse_arch(arch)
     codes = {name: ExitCode(int(spec["code"]), spec["blocks"]) for name, spec in data["exit_codes"].items()}
-    return Support(data["torch"], data["cuda"], int(data["min_driver_cuda"]), data["min_driver"],
+    return Support(str(data["torch"]), str(data["cuda"]), int(data["min_driver_cuda"]), str(data["min_driver"]),
                    tuple(data["arch_list"]), codes)
 
 
@@ -149,11 +192,6 @@ def probe_driver() -> dict:
     return found
 
 
-def capability_of(gpu: dict) -> tuple[int, int]:
-    major, minor = gpu["capability"].split(".")
-    return int(major), int(minor)
-
-
 def wanted_gpus(environ) -> int:
     """GPUs the job paid for: the launcher sets TRAINING_GPU and one CUDA_VISIBLE_DEVICES entry per GPU."""
     if not environ.get("TRAINING_GPU"):
@@ -202,10 +240,10 @@ def judge(found: dict, support: Support, wanted: int, shm_size: int | None, shm_
             f"the NVIDIA driver at {found['driver']} could not initialise (cuInit error {found['cu_init_error']}); "
             "no GPU is usable. Check that the job's machine has GPUs attached and the driver is loaded."))
     for gpu in found.get("gpus", ()):
-        if not support.runs(capability_of(gpu)):
+        if not support.runs(capability(gpu["capability"])):
             raise CheckFailed("gpu_unsupported", (
                 f"{gpu['name']} has compute capability {gpu['capability']}, which this image's torch "
-                f"{support.torch} has no kernels for (it has {' '.join(support.arch_list)}, no PTX): "
+                f"{support.torch} has no kernels for (it has {support.describe_archs()}): "
                 "choose another GPU type (the launcher's plan refuses it)."))
     visible = len(found.get("gpus", ()))
     if visible < wanted:
@@ -226,7 +264,7 @@ def report(found: dict, support: Support, wanted: int, shm_size: int | None, shm
         "driver_cuda": cuda_version_text(found["driver_cuda"]) if found.get("driver_cuda") else None,
         "torch": support.torch, "torch_cuda": support.cuda, "min_driver": support.min_driver,
         "arch_list": list(support.arch_list),
-        "native_bf16": bool(gpus) and all(capability_of(g) >= NATIVE_BF16 for g in gpus),
+        "native_bf16": bool(gpus) and all(capability(g["capability"]) >= NATIVE_BF16 for g in gpus),
         "gpus_wanted": wanted, "gpus_visible": len(gpus),
         "shm_bytes": shm_size, "shm_needed_bytes": shm_need,
         "disk_free_bytes": filesystem_bytes(environ.get("HF_HOME") or "/tmp")[1],

@@ -1,5 +1,6 @@
 """The start-up check: its judgement of a host (pure), and the real check against a stub driver."""
 
+import dataclasses
 import json
 import os
 import shutil
@@ -47,13 +48,34 @@ def test_judge(found, wanted, shm, failure):
         assert failure is None
 
 
-@pytest.mark.parametrize("capability, runs", [
-    ((7, 5), True), ((8, 0), True), ((8, 6), True), ((8, 9), True),  # L4 runs sm_86's kernels
-    ((9, 0), True), ((10, 0), True), ((12, 0), True),
-    ((7, 0), False), ((6, 0), False), ((6, 1), False), ((11, 0), False),
-])
-def test_binary_compatibility_within_a_major(capability, runs):
-    assert SUPPORT.runs(capability) is runs
+IMAGE_ARCHS = ("sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120")
+
+
+@pytest.mark.parametrize(
+    "capability,arch_list,runs",
+    [
+        ("8.9", IMAGE_ARCHS, True),  # L4: sm_86 SASS runs on 8.6 and later 8.x
+        ("7.5", IMAGE_ARCHS, True),  # T4
+        ("8.0", IMAGE_ARCHS, True),  # A100
+        ("9.0", IMAGE_ARCHS, True),  # H100, H200
+        ("10.0", IMAGE_ARCHS, True),  # B200
+        ("12.0", IMAGE_ARCHS, True),
+        ("7.0", IMAGE_ARCHS, False),  # V100: no sm_70 and no PTX to JIT from
+        ("6.0", IMAGE_ARCHS, False),  # P100
+        ("6.1", IMAGE_ARCHS, False),  # P4
+        ("10.3", IMAGE_ARCHS, True),  # sm_100 SASS, same major, higher minor
+        ("11.0", IMAGE_ARCHS, False),  # no sm_11x: a major with no SASS and no PTX
+        ("8.0", ("sm_86",), False),  # SASS never runs on a lower minor
+        ("9.0", ("sm_80",), False),  # ... nor on another major
+        ("9.0", ("sm_80", "compute_80"), True),  # PTX JIT-compiles upwards
+        ("7.5", ("compute_80",), False),  # ... never downwards
+        ("9.0", ("sm_90a",), True),  # arch-specific: exactly 9.0
+        ("9.1", ("sm_90a",), False),
+    ],
+)
+def test_binary_compatibility(capability, arch_list, runs):
+    support = dataclasses.replace(SUPPORT, arch_list=arch_list)
+    assert support.runs(check.capability(capability)) is runs
 
 
 def test_messages_name_the_fix():

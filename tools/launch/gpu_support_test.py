@@ -11,6 +11,7 @@ here instead of on Vertex ("no kernel image is available").
 """
 
 import ast
+import dataclasses
 import os
 import pathlib
 import re
@@ -77,6 +78,7 @@ def test_arch_list_matches_the_compiled_library(wheel_arch_list):
 @pytest.mark.parametrize("gpu", tomllib.loads(LAUNCH_TOML.read_text())["gpu_preference"])
 def test_every_default_gpu_runs_the_wheel(gpu, wheel_arch_list):
     g = T.resolve_gpu(T.default_tables(), gpu)
-    assert IS.runs_capability(g.compute_capability, wheel_arch_list), (
+    wheel = dataclasses.replace(IS.default_support(), arch_list=wheel_arch_list)
+    assert IS.runs_capability(g.compute_capability, wheel), (
         f"launch.toml's gpu_preference has {g.name} (compute capability {g.compute_capability}), which the "
         f"image's torch ({' '.join(wheel_arch_list)}) cannot run: take it out or lock a torch that has it")

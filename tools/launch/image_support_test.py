@@ -20,32 +20,6 @@ def test_gpu_support_toml_is_read_into_typed_fields():
 
 
 @pytest.mark.parametrize(
-    "capability,arch_list,runs",
-    [
-        ("8.9", IMAGE, True),  # L4: sm_86 SASS runs on 8.6 and later 8.x
-        ("7.5", IMAGE, True),  # T4
-        ("8.0", IMAGE, True),  # A100
-        ("9.0", IMAGE, True),  # H100, H200
-        ("10.0", IMAGE, True),  # B200
-        ("12.0", IMAGE, True),
-        ("7.0", IMAGE, False),  # V100: no sm_70 and no PTX to JIT from
-        ("6.0", IMAGE, False),  # P100
-        ("6.1", IMAGE, False),  # P4
-        ("10.3", IMAGE, True),  # sm_100 SASS, same major, higher minor
-        ("11.0", IMAGE, False),  # no sm_11x: a major with no SASS and no PTX
-        ("8.0", ("sm_86",), False),  # SASS never runs on a lower minor
-        ("9.0", ("sm_80",), False),  # ... nor on another major
-        ("9.0", ("sm_80", "compute_80"), True),  # PTX JIT-compiles upwards
-        ("7.5", ("compute_80",), False),  # ... never downwards
-        ("9.0", ("sm_90a",), True),  # arch-specific: exactly 9.0
-        ("9.1", ("sm_90a",), False),
-    ],
-)
-def test_runs_capability(capability, arch_list, runs):
-    assert IS.runs_capability(capability, arch_list) is runs
-
-
-@pytest.mark.parametrize(
     "gpu,runs",
     [("L4", True), ("T4", True), ("A100", True), ("A100-80GB", True), ("H100", True), ("H100-MEGA", True),
      ("H200", True), ("B200", True), ("V100", False), ("P100", False), ("P4", False)],
@@ -68,17 +42,17 @@ def test_a_torch_without_sm_75_refuses_t4():
 @pytest.mark.parametrize(
     "toml,message",
     [
-        ('torch = "x"\ncuda = "13.0"\n', "lacks min_driver, min_driver_cuda, arch_list"),
-        ('torch = "x"\ncuda = "13.0"\nmin_driver = "580"\nmin_driver_cuda = 13000\narch_list = ["sm75"]\n',
+        ('torch = "x"\ncuda = "13.0"\n', "lacks min_driver, min_driver_cuda, arch_list, exit_codes"),
+        ('torch = "x"\ncuda = "13.0"\nmin_driver = "580"\nmin_driver_cuda = 13000\narch_list = ["sm75"]\n[exit_codes]\n',
          "arch_list entry 'sm75' is not sm_NN or compute_NN"),
     ],
 )
 def test_a_bad_gpu_support_file_says_what_is_wrong(tmp_path, toml, message):
     (tmp_path / "gpu_support.toml").write_text(toml)
     with pytest.raises(TableError, match=message):
-        IS.load_support(tmp_path / "gpu_support.toml")
+        IS.load(tmp_path / "gpu_support.toml")
 
 
 def test_a_missing_gpu_support_file_names_the_dependency(tmp_path):
     with pytest.raises(TableError, match="//ARR_COC/Training:gpu_support"):
-        IS.load_support(tmp_path / "gpu_support.toml")
+        IS.load(tmp_path / "gpu_support.toml")
