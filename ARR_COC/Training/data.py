@@ -29,21 +29,22 @@ class VQAv2(torch.utils.data.Dataset):
         return {"image": row["image"], "question": row["question"], "answer": answer, "answers": answers or [answer]}
 
 
-def dataset_source(config, fetch=None) -> tuple[str, str | None]:
-    """(what load_dataset loads, its revision): the staged local copy when a hub cache is set.
-    `fetch(folder)` fills a folder from the source (default: the hub at the pinned revision)."""
+def dataset_source(config, fetch=None) -> dict:
+    """What load_dataset is given: the hub name at its revision, or with a hub cache the staged local
+    copy, whose arrow files go beside it. `fetch(folder)` fills a folder from the source (default: the
+    hub at the pinned revision)."""
     name, revision = config.dataset_name, config.dataset_revision or None
     if not (config.hub_cache_dir and revision and hub_cache.is_hub_name(name)):
-        return name, revision
+        return {"path": name, "revision": revision}
     fetch = fetch or hub_cache.from_hub("datasets", name, revision)
-    return hub_cache.staged("datasets", name, revision, config.hub_cache_dir, fetch), None
+    local = hub_cache.staged("datasets", name, revision, config.hub_cache_dir, fetch)
+    return {"path": local, "cache_dir": local + ".arrow"}
 
 
 def vqav2(config, split: str, limit: int, fetch=None):
     import datasets
 
-    source, revision = dataset_source(config, fetch)
-    rows = datasets.load_dataset(source, revision=revision, split=split)
+    rows = datasets.load_dataset(**dataset_source(config, fetch), split=split)
     if limit:
         rows = rows.select(range(min(limit, len(rows))))
     return VQAv2(rows)

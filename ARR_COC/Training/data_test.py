@@ -62,7 +62,10 @@ def hub_folder(tmp_path_factory):
     return str(folder)
 
 
-def test_production_config_loads_the_pinned_copy_through_datasets(hub_folder, tmp_path):
+def test_production_config_loads_the_pinned_copy_through_datasets(hub_folder, tmp_path, monkeypatch):
+    import datasets
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf"))  # HOME is read-only here
     config = load_config(VERTEX, environ={}, overrides={
         "dataset_name": hub_folder, "max_eval_samples": 0})
     train, evaluation = build_datasets(config, cell_pixels=32)
