@@ -4,7 +4,8 @@
 from a local safetensors file such as the cached pretrain step's output) with
 an offline word-level tokenizer, so tests and the local run never touch the
 hub. Any other value goes to `from_pretrained` (hub name, local folder, or a
-gs:// folder that is copied locally first).
+gs:// folder that is copied locally first); with a hub cache root, a hub name
+is staged once per revision in the run's bucket (ARR_COC/hub_cache.py).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ARR_COC import hub_cache
 from ARR_COC.vocabulary import TINY_WORDS
 
 TINY = "tiny"
@@ -190,14 +192,24 @@ def localize(path: str) -> str:
     return local
 
 
+def model_source(name: str, revision: str | None, hub_cache_root: str = "", fetch=None) -> tuple[str, str | None]:
+    """(what from_pretrained loads, its revision): a pinned hub model staged under `hub_cache_root`
+    when one is set (a local folder then, no revision), else the name as it is (URLs copied locally)."""
+    if hub_cache_root and revision and hub_cache.is_hub_name(name):
+        fetch = fetch or hub_cache.from_hub("models", name, revision)
+        return hub_cache.staged("models", name, revision, hub_cache_root, fetch), None
+    return localize(name), revision
+
+
 def load_backbone(name: str, image_size: int, weights_path: str | None = None,
                   dtype: torch.dtype = torch.float32, seed: int = 0, revision: str | None = None,
-                  architecture_only: bool = False) -> Backbone:
+                  architecture_only: bool = False, hub_cache_root: str = "") -> Backbone:
     """Load and freeze the backbone named by BASE_MODEL (`tiny`, hub name, local or gs:// path).
 
     `revision` pins a hub commit. `architecture_only` builds the model from its
     config.json on the `meta` device (shapes and parameter counts, no weights,
     no memory): how the 2B model's structure is checked without downloading it.
+    `hub_cache_root` (config hub_cache_dir) keeps one copy of a pinned hub model per revision.
     """
     if name == TINY:
         model = build_tiny_model(weights_path, seed)
@@ -205,7 +217,7 @@ def load_backbone(name: str, image_size: int, weights_path: str | None = None,
     else:
         from transformers import AutoConfig, AutoTokenizer, Qwen3VLForConditionalGeneration
 
-        source = localize(name)
+        source, revision = model_source(name, revision, "" if architecture_only else hub_cache_root)
         tokenizer = AutoTokenizer.from_pretrained(source, revision=revision)
         if architecture_only:
             with torch.device("meta"):

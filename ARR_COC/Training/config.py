@@ -16,6 +16,8 @@ import re
 import tomllib
 from dataclasses import dataclass
 
+from ARR_COC.hub_cache import is_hub_name as hub_name
+
 SMOKE_TOML = """
 # Embedded smoke config: tiny backbone (pretrained weights when ARR_COC_TINY_BACKBONE
 # points at them), synthetic data, CPU, a couple of minutes.
@@ -48,7 +50,7 @@ class TrainConfig:
     dataset: str = "synthetic"
     dataset_name: str = ""          # a parquet dataset on the hub (or a local folder laid out like one)
     dataset_revision: str = ""      # hub commit SHA; required for dataset = "vqav2"
-    dataset_cache_dir: str = ""
+    hub_cache_dir: str = ""         # pinned hub weights and datasets, one copy per revision (ARR_COC/hub_cache.py)
     train_split: str = "train"
     eval_split: str = "validation"
     synthetic_train_size: int = 4096
@@ -83,7 +85,8 @@ ENV_VARS = {
     "BATCH_SIZE": "batch_size", "GRADIENT_ACCUMULATION_STEPS": "gradient_accumulation_steps",
     "NUM_EPOCHS": "num_epochs", "MAX_TRAIN_SAMPLES": "max_train_samples", "OUTPUT_DIR": "output_dir",
     "SEED": "seed", "SAVE_EVERY_N_STEPS": "save_every_n_steps", "ARR_COC_TINY_BACKBONE": "tiny_backbone_weights",
-    "WANDB_PROJECT": "wandb_project", "DATASET_CACHE_DIR": "dataset_cache_dir",
+    "WANDB_PROJECT": "wandb_project", "ARR_HUB_CACHE": "hub_cache_dir",
+    "DATASET_CACHE_DIR": "dataset_cache_dir",  # removed: refused with REMOVED_KEYS' hint
 }
 
 COMMIT = re.compile(r"[0-9a-f]{40}")
@@ -112,11 +115,6 @@ CHECKS = {
 }
 
 
-def hub_name(name: str) -> bool:
-    """A hub repository id ("org/name"), not `tiny`, a URL or an existing local folder."""
-    return name != "tiny" and "://" not in name and not os.path.isdir(name)
-
-
 # Checks across keys: what must be pinned so that a run can be repeated.
 PINS = (
     (lambda c: c.dataset != "vqav2" or bool(c.dataset_name), "dataset = 'vqav2' needs dataset_name"),
@@ -125,12 +123,15 @@ PINS = (
     (lambda c: not hub_name(c.base_model) or bool(c.base_model_revision),
      "a hub base_model needs base_model_revision, its 40-hex commit SHA on the hub"),
 )
-PATH_KEYS = ("output_dir", "tiny_backbone_weights", "dataset_cache_dir")
+PATH_KEYS = ("output_dir", "tiny_backbone_weights", "hub_cache_dir")
 FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(TrainConfig)}
 SECRET_HINT = ("secrets are no longer config keys: pass a reference in ARR_SECRET_REFS "
                "(the launcher's --secret {variable}=projects/P/secrets/NAME); the trainer resolves it at start")
 REMOVED_KEYS = {"wandb_api_key_secret": SECRET_HINT.format(variable="WANDB_API_KEY"),
-                "hf_token_secret": SECRET_HINT.format(variable="HF_TOKEN")}
+                "hf_token_secret": SECRET_HINT.format(variable="HF_TOKEN"),
+                "dataset_cache_dir": "set hub_cache_dir (env ARR_HUB_CACHE) instead: the dataset and the base "
+                                     "model are kept there once per revision; the launcher sets it to "
+                                     "gs://BUCKET/cache/hf"}
 
 
 def convert(key: str, value, source: str):

@@ -22,6 +22,7 @@ def test_relative_paths_follow_the_callers_directory(tmp_path):
     config = load_config(None, environ={"BUILD_WORKING_DIRECTORY": str(tmp_path), "OUTPUT_DIR": "runs/x"})
     assert config.output_dir == str(tmp_path / "runs" / "x")
     assert load_config(None, environ={"OUTPUT_DIR": "gs://b/run"}).output_dir == "gs://b/run"
+    assert load_config(None, environ={"ARR_HUB_CACHE": "gs://b/cache/hf"}).hub_cache_dir == "gs://b/cache/hf"
 
 
 @pytest.mark.parametrize("environ, message", [
@@ -30,6 +31,7 @@ def test_relative_paths_follow_the_callers_directory(tmp_path):
     ({"LEARNING_RATE": "2"}, "learning_rate = 2.0 is not allowed; it must be a number in (0, 1)"),
     ({"BATCH_SIZE": "1.5"}, "batch_size = '1.5' is not a valid int"),
     ({"GRADIENT_ACCUMULATION_STEPS": "-1"}, "gradient_accumulation_steps = -1 is not allowed"),
+    ({"DATASET_CACHE_DIR": "gs://b/datasets"}, "dataset_cache_dir was removed; set hub_cache_dir (env ARR_HUB_CACHE)"),
 ])
 def test_bad_environment_values_name_key_and_allowed(environ, message):
     with pytest.raises(ConfigError) as error:
@@ -45,6 +47,7 @@ def test_bad_environment_values_name_key_and_allowed(environ, message):
     ('wandb_api_key_secret = "wandb"', "wandb_api_key_secret was removed; secrets are no longer config keys: "
      "pass a reference in ARR_SECRET_REFS (the launcher's --secret WANDB_API_KEY=projects/P/secrets/NAME)"),
     ('hf_token_secret = "hf"', "hf_token_secret was removed; secrets are no longer config keys"),
+    ('dataset_cache_dir = "gs://b/d"', "dataset_cache_dir was removed; set hub_cache_dir (env ARR_HUB_CACHE) instead"),
 ])
 def test_bad_file_values_name_key_and_allowed(tmp_path, toml, message):
     path = tmp_path / "bad.toml"

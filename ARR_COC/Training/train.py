@@ -144,7 +144,7 @@ def run(config: TrainConfig, stream=sys.stdout) -> dict:
     logger = MetricsLogger(main_process, config, stream)
     dtype = torch.bfloat16 if accelerator.mixed_precision == "bf16" else torch.float32
     backbone = load_backbone(config.base_model, config.image_size, config.tiny_backbone_weights or None, dtype,
-                             revision=config.base_model_revision or None)
+                             revision=config.base_model_revision or None, hub_cache_root=config.hub_cache_dir)
     model = build_model(backbone, config.num_visual_tokens, config.image_size, config.seed, config.allocator,
                         base_model_revision=config.base_model_revision)
     model.sampling.manual_seed(config.seed * 1000 + accelerator.process_index)  # distinct samples per process

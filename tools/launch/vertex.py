@@ -63,15 +63,17 @@ def labels(plan: P.Plan, launch_id: str, attempt: int = 1) -> dict:
 
 
 SECRET_REFS_ENV = "ARR_SECRET_REFS"  # the trainer resolves these with Secret Manager at start
+HUB_CACHE_ENV = "ARR_HUB_CACHE"  # the trainer keeps one copy of hub weights and data per revision there
 
 
 def env_vars(plan: P.Plan, cand: C.Candidate) -> dict:
     """Hyperparameters plus what the trainer needs to know about its placement.
 
     Secrets travel as Secret Manager references only (ENV=projects/P/secrets/S[/versions/V]);
-    their values never enter the job spec.
+    their values never enter the job spec. The run's bucket holds the hub cache (--env may override it).
     """
     env = {
+        HUB_CACHE_ENV: f"gs://{plan.bucket}/cache/hf",
         **plan.env,
         "CUDA_VISIBLE_DEVICES": ",".join(str(i) for i in range(cand.accelerator_count)),
         "TRAINING_GPU": cand.gpu,
