@@ -42,7 +42,8 @@ def test_no_training_wheel(forbidden):
 # The image's GPU support (a small TOML and its stdlib-only reader, the start-up
 # check) is all of ARR_COC the launcher carries: it refuses GPUs the image's
 # torch cannot run (image_support.py) and reads the check's exit codes.
-ALLOWED = {"ARR_COC/Training/gpu_support.toml", "ARR_COC/Training/startup_check.py", "ARR_COC/Training/__init__.py"}
+ALLOWED = {"ARR_COC/Training/gpu_support.toml", "ARR_COC/Training/startup_check.py", "ARR_COC/Training/__init__.py",
+           "ARR_COC/__init__.py"}
 
 
 def test_the_runfiles_hold_the_image_gpu_support():
