@@ -54,10 +54,12 @@ def device_name(cuda: bool) -> str:
     return "cpu"
 
 
-def report(timer: StepTimer, cuda: bool) -> dict:
+def report(timer: StepTimer, cuda: bool, environ) -> dict:
+    """The figures, and the image the job ran (ARR_IMAGE, set by the launcher): `launch smoke` refuses
+    a smoke.json of another image (a reused run name's older file)."""
     return {"event": "smoke", "samples_per_s": round(timer.samples_per_s(), 4),
             "peak_gpu_memory_bytes": peak_memory_bytes(cuda), "steps": len(timer.steps),
-            "device": device_name(cuda)}
+            "device": device_name(cuda), "image": environ.get("ARR_IMAGE", "")}
 
 
 def output_folder(output_dir: str, environ) -> str:

@@ -46,8 +46,9 @@ def test_report_on_cpu_has_peak_rss_and_is_written_whole(tmp_path):
     timer = S.StepTimer(Clock([0.0, 1.0, 2.0]))
     timer.step(4)
     timer.step(4)
-    result = S.report(timer, cuda=False)
+    result = S.report(timer, cuda=False, environ={"ARR_IMAGE": "h/r@sha256:ab"})
     assert result["event"] == "smoke" and result["steps"] == 2 and result["device"] == "cpu"
+    assert result["image"] == "h/r@sha256:ab"
     assert result["samples_per_s"] == 4.0 and result["peak_gpu_memory_bytes"] > 10 * 2**20  # at least 10 MiB
     where = S.write(f"memory://{tmp_path.name}/run", result)
     import fsspec

@@ -234,7 +234,7 @@ def run(config: TrainConfig, stream=sys.stdout) -> dict:
         summary["model_dir"] = model_dir(config)
         logger.log(position["step"], summary)
         if config.smoke_report:
-            result = smoke_report.report(timer, cuda)
+            result = smoke_report.report(timer, cuda, os.environ)
             result["smoke_json"] = smoke_report.write(smoke_report.output_folder(config.output_dir, os.environ),
                                                       result)
             logger.log(position["step"], result)

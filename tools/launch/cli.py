@@ -362,7 +362,7 @@ def cmd_smoke(args, eps: Endpoints) -> int:
         if result.code == EXIT_OK:
             try:
                 report = smoke.read_result(plan.project, plan.base_output_dir, eps)
-                problem = None if smoke.passed(report) else f"smoke.json reports no training: {report}"
+                problem = smoke.problem(report, plan.digest)
             except smoke.SmokeFailed as e:
                 problem = str(e)
         entry = {"digest": plan.digest, "gpu": gpu, "passed": problem is None, "result": report,

@@ -52,10 +52,13 @@ def read_result(project: str, base_output_dir: str, eps) -> dict:
         raise SmokeFailed(f"{where} is not JSON: {data[:200]!r}") from None
 
 
-def passed(result: dict) -> bool:
-    """The trainer's report of a run that trained: its event, steps done and a throughput."""
-    return (result.get("event") == "smoke" and int(result.get("steps") or 0) > 0
-            and float(result.get("samples_per_s") or 0) > 0)
+def problem(result: dict, digest: str) -> str | None:
+    """What is wrong with a smoke.json for DIGEST, None when it reports a run of that image that trained."""
+    if not str(result.get("image", "")).endswith("@" + digest):
+        return f"smoke.json is of image {result.get('image')!r}, not of {digest} (an older run of this run name?)"
+    if result.get("event") != "smoke" or int(result.get("steps") or 0) <= 0 or float(result.get("samples_per_s") or 0) <= 0:
+        return f"smoke.json reports no training: {result}"
+    return None
 
 
 def unsmoked(gpus, digest: str, passing) -> list[str]:
