@@ -55,3 +55,26 @@ def test_report_on_cpu_has_peak_rss_and_is_written_whole(tmp_path):
 
     with fsspec.open(where) as handle:
         assert json.load(handle) == result
+
+
+def test_a_training_run_with_the_report_ends_with_the_smoke_line_and_smoke_json(tmp_path, monkeypatch):
+    """A real (tiny, random) training run: the last line is the smoke event, smoke.json holds it."""
+    import io
+
+    from ARR_COC.Training import train
+    from ARR_COC.Training.config import load_config
+
+    monkeypatch.delenv("AIP_MODEL_DIR", raising=False)
+    monkeypatch.setenv("ARR_IMAGE", "h/team/arr-trainer@sha256:" + "c" * 64)
+    config = load_config(None, environ={}, overrides={
+        "output_dir": str(tmp_path), "max_steps": "3", "smoke_report": "1", "synthetic_train_size": "32",
+        "synthetic_eval_size": "4", "max_eval_samples": "4", "batch_size": "4", "gradient_accumulation_steps": "1",
+        "save_every_n_steps": "0", "eval_every_n_steps": "0"})
+    stream = io.StringIO()
+    train.run(config, stream=stream)
+    last = json.loads(stream.getvalue().splitlines()[-1])
+    written = json.loads((tmp_path / "smoke.json").read_text())
+    assert last["event"] == "smoke" and last["smoke_json"] == str(tmp_path / "smoke.json")
+    assert written == {k: v for k, v in last.items() if k not in ("step", "smoke_json")}
+    assert written["steps"] == 3 and written["samples_per_s"] > 0 and written["device"] == "cpu"
+    assert written["image"].endswith("@sha256:" + "c" * 64)
