@@ -5,10 +5,10 @@ it ends; `--detach`: not at all), relaunching on the next candidate when it is
 queued too long or fails for capacity (tools/launch/supervise.py). Subcommands
 `status`, `cancel`, `watch` and `logs` take a run name, a launch id or a job
 name; `recent` lists launches; `smoke` plans, pushes and runs the short smoke
-job (tools/launch/smoke.py) that `--require-smoke` asks for. Heavy cloud SDKs are imported only on the paths
-that use them, so `--help` and `--dry-run` without quota stay fast. stdout
-carries only the machine-readable result (one JSON object, the last line);
-logs go to stderr.
+job (tools/launch/smoke.py) that `--require-smoke` asks for. Heavy cloud SDKs
+are imported only on the paths that use them, so `--help` and `--dry-run`
+without quota stay fast. stdout carries only the machine-readable result (one
+JSON object, the last line); logs go to stderr.
 
 Exit codes: 0 ok; 1 the job failed, or attempts or cost ran out; 2 bad input,
 nothing submitted; 130 detached (Ctrl-C or a closed terminal; the job goes on).
@@ -95,12 +95,14 @@ def _watch_flags(p: argparse.ArgumentParser) -> None:
 
 def launch_parser(smoke: bool = False) -> argparse.ArgumentParser:
     """The launch's flags; SMOKE: those of `launch smoke` (no --local, --detach, --wait, --require-smoke)."""
-    p = _parser("launch smoke", "Plan and push as `launch` does, then run the short smoke job "
-                "(configs/smoke_gpu.toml: the full-size model, random weights, a few steps) on the planned "
-                "GPU until it ends; print its samples/s and peak GPU memory and remember them for "
-                "--require-smoke.") if smoke else _parser(
-        "launch", "Plan, push (by digest), submit and supervise the ARR-COC training job on "
-        "Vertex AI. Subcommands: status | cancel | watch | logs ID, recent, smoke.")
+    if smoke:
+        p = _parser("launch smoke", "Plan and push as `launch` does, then run the short smoke job "
+                    "(configs/smoke_gpu.toml: the full-size model, random weights, a few steps) on the "
+                    "planned GPU until it ends; print its samples/s and peak GPU memory and remember them "
+                    "for --require-smoke.")
+    else:
+        p = _parser("launch", "Plan, push (by digest), submit and supervise the ARR-COC training job on "
+                    "Vertex AI. Subcommands: status | cancel | watch | logs ID, recent, smoke.")
     _endpoint_flags(p)
     _watch_flags(p)
     p.add_argument("--config", type=pathlib.Path, default=CFG.DEFAULT_CONFIG, help="launch TOML")
