@@ -33,7 +33,7 @@ import tempfile
 import time
 import uuid
 
-from ARR_COC import storage
+from ARR_COC import architectures, storage
 
 KINDS = {"models": "model", "datasets": "dataset"}  # cache folder -> huggingface_hub repo_type
 MARKER = "complete.json"
@@ -44,8 +44,9 @@ SKIPPED = (".cache",)  # huggingface_hub's bookkeeping inside a local_dir snapsh
 
 
 def is_hub_name(name: str) -> bool:
-    """A hub repository id ("org/name"), not `tiny`, a URL or an existing local folder."""
-    return name != "tiny" and "://" not in name and not os.path.isdir(name)
+    """A hub repository id ("org/name"), not `tiny`, `random:NAME`, a URL or an existing local folder."""
+    return (name != "tiny" and architectures.random_architecture(name) is None and "://" not in name
+            and not os.path.isdir(name))
 
 
 def entry(cache_root: str, kind: str, repo: str, revision: str) -> str:

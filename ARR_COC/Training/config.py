@@ -16,6 +16,7 @@ import re
 import tomllib
 from dataclasses import dataclass
 
+from ARR_COC import architectures
 from ARR_COC.hub_cache import is_hub_name as hub_name
 
 SMOKE_TOML = """
@@ -78,6 +79,7 @@ class TrainConfig:
     log_every_n_steps: int = 5
     num_workers: int = 0
     wandb_project: str = ""
+    smoke_report: int = 0           # 1: end with the {"event": "smoke"} line and smoke.json (configs/smoke_gpu.toml)
 
 
 ENV_VARS = {
@@ -104,11 +106,14 @@ CHECKS = {
     "max_steps": non_negative, "max_train_samples": non_negative, "max_eval_samples": non_negative,
     "save_every_n_steps": non_negative, "eval_every_n_steps": non_negative, "log_every_n_steps": positive,
     "num_workers": non_negative, "seed": (lambda v: v >= 0, "an integer >= 0"),
+    "smoke_report": (lambda v: v in (0, 1), "0 or 1"),
     "learning_rate": (lambda v: 0 < v < 1, "a number in (0, 1)"),
     "weight_decay": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
     "warmup_ratio": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
     "max_grad_norm": (lambda v: v > 0, "a number > 0"),
-    "base_model": (lambda v: bool(v), "'tiny', a hub name, a local folder or a gs:// folder"),
+    "base_model": (lambda v: bool(v) and architectures.random_architecture(v) in (None, *architectures.PINNED),
+                   "'tiny', a hub name, a local folder, a gs:// folder, or 'random:NAME' (random weights, "
+                   f"no download) for a pinned architecture: {', '.join(sorted(architectures.PINNED))}"),
     "output_dir": (lambda v: bool(v), "a local folder or a gs:// folder"),
     "base_model_revision": (lambda v: v == "" or bool(COMMIT.fullmatch(v)), "empty or a 40-hex commit SHA"),
     "dataset_revision": (lambda v: v == "" or bool(COMMIT.fullmatch(v)), "empty or a 40-hex commit SHA"),

@@ -80,3 +80,30 @@ def test_hub_sources_must_be_pinned(overrides, message):
 
 def test_a_local_base_model_folder_needs_no_revision(tmp_path):
     assert load_config(None, environ={}, overrides={"base_model": str(tmp_path)}).base_model == str(tmp_path)
+
+
+def test_a_random_pinned_architecture_needs_no_revision():
+    config = load_config(None, environ={"BASE_MODEL": "random:Qwen/Qwen3-VL-2B-Instruct"})
+    assert config.base_model == "random:Qwen/Qwen3-VL-2B-Instruct" and config.base_model_revision == ""
+
+
+@pytest.mark.parametrize("base_model", ["random:Qwen/Qwen9-VL", "random:", "random:tiny"])
+def test_a_random_architecture_that_is_not_pinned_is_refused(base_model):
+    with pytest.raises(ConfigError) as error:
+        load_config(None, environ={"BASE_MODEL": base_model})
+    assert f"base_model = {base_model!r} is not allowed" in str(error.value)
+    assert "'random:NAME' (random weights, no download) for a pinned architecture: Qwen/Qwen3-VL-2B-Instruct" in str(
+        error.value)
+
+
+def test_the_gpu_smoke_config_is_the_production_model_at_full_size_on_synthetic_data():
+    import os
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    smoke = load_config(os.path.join(here, "configs", "smoke_gpu.toml"), environ={})
+    production = load_config(os.path.join(here, "configs", "vertex.toml"), environ={})
+    assert smoke.base_model == "random:" + production.base_model and smoke.dataset == "synthetic"
+    same = ("image_size", "num_visual_tokens", "allocator", "mixed_precision", "batch_size", "max_question_tokens",
+            "max_answer_tokens")
+    assert {k: getattr(smoke, k) for k in same} == {k: getattr(production, k) for k in same}
+    assert 0 < smoke.max_steps <= 16 and smoke.smoke_report == 1 and smoke.synthetic_eval_size <= 8

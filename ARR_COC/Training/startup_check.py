@@ -39,6 +39,9 @@ PREFETCH_FACTOR = 2  # torch DataLoader's default: batches in flight per worker
 SHM_HEADROOM = 2.0
 
 
+BLOCKS = ("gpu", "candidate", "nothing")
+
+
 @dataclasses.dataclass(frozen=True)
 class ExitCode:
     code: int
@@ -113,6 +116,12 @@ def load_support(path: pathlib.Path | str = SUPPORT_FILE) -> Support:
     for arch in data["arch_list"]:
         parse_arch(arch)
     codes = {name: ExitCode(int(spec["code"]), spec["blocks"]) for name, spec in data["exit_codes"].items()}
+    for name, entry in codes.items():
+        if entry.blocks not in BLOCKS:
+            raise ValueError(f"{path}: exit_codes.{name}.blocks = {entry.blocks!r}; want one of {', '.join(BLOCKS)}")
+    numbers = [entry.code for entry in codes.values()]
+    if len(set(numbers)) != len(numbers):
+        raise ValueError(f"{path}: an exit code is used twice ({sorted(numbers)})")
     return Support(str(data["torch"]), str(data["cuda"]), int(data["min_driver_cuda"]), str(data["min_driver"]),
                    tuple(data["arch_list"]), codes)
 

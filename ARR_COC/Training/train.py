@@ -34,7 +34,7 @@ import torch
 from ARR_COC.backbone import load_backbone
 from ARR_COC.model import build_model
 from ARR_COC.preprocess import collate
-from ARR_COC.Training import checkpoint, data
+from ARR_COC.Training import checkpoint, data, smoke_report
 from ARR_COC.Training.config import ConfigError, TrainConfig, argument_parser, config_from_args
 from ARR_COC.Training.metrics import MetricsLogger, recall_at_k, vqa_accuracy
 from ARR_COC.Training.secret_store import SecretError, load_secrets
@@ -178,6 +178,8 @@ def run(config: TrainConfig, stream=sys.stdout) -> dict:
         if stream.isatty():
             logger.write_line = lambda line: tqdm.write(line, file=stream)
     last_saved, started, loss_sum, loss_count = position["step"], time.time(), 0.0, 0
+    timer = smoke_report.StepTimer()
+    samples_per_step = config.batch_size * config.gradient_accumulation_steps * accelerator.num_processes
     model.train()
     while position["step"] < stop_at and position["epoch"] < config.num_epochs:
         order = data.epoch_order(len(train_set), config.seed, position["epoch"])
@@ -200,6 +202,10 @@ def run(config: TrainConfig, stream=sys.stdout) -> dict:
             scheduler.step()
             position["step"] += 1
             step = position["step"]
+            if config.smoke_report:
+                if cuda:
+                    torch.cuda.synchronize()  # the step's kernels have run: time them, not their launch
+                timer.step(samples_per_step)
             if progress:
                 progress.update(1)
             if step % config.log_every_n_steps == 0 or step == stop_at:
@@ -226,6 +232,11 @@ def run(config: TrainConfig, stream=sys.stdout) -> dict:
         plain.export(model_dir(config), provenance(config, summary))
         summary["model_dir"] = model_dir(config)
         logger.log(position["step"], summary)
+        if config.smoke_report:
+            result = smoke_report.report(timer, cuda, os.environ)
+            result["smoke_json"] = smoke_report.write(smoke_report.output_folder(config.output_dir, os.environ),
+                                                      result)
+            logger.log(position["step"], result)
     logger.close()
     if progress:
         progress.close()

@@ -180,6 +180,7 @@ class Scope(enum.Enum):
     QUOTA_REGION = "quota_region"
     QUOTA_GLOBAL = "quota_global"
     CAPACITY = "capacity"  # this candidate only (stockout, preemption, queued too long, bad pair)
+    GPU = "gpu"  # this GPU type in every region (the image cannot run it)
     UNCLEAR = "unclear"  # the job may or may not exist: look it up before retrying
     FATAL = "fatal"  # the user's to fix: stop, relaunch nothing
 
@@ -234,13 +235,27 @@ def classify_error(code: str, message: str, cand: Candidate | None = None) -> Sc
     return Scope.FATAL
 
 
+# What a start-up check failure's `blocks` (gpu_support.toml) rules out.
+STARTUP_SCOPES = {"gpu": Scope.GPU, "candidate": Scope.CAPACITY, "nothing": Scope.FATAL}
+
+
+def startup_failure(message: str) -> IS.StartupFailure | None:
+    """The image's start-up check failure a failed job's error names by its exit code, or None."""
+    return IS.startup_failure(message)
+
+
 def classify_job_failure(code: str, message: str) -> Scope:
     """Maps a FAILED job's error to what it blocks: capacity and quota relaunch, the rest stops.
 
     Unlike a create error, a failed job is never UNCLEAR: it exists and has
-    ended. A trainer exception or a bad argument ("The replica workerpool0-0
-    exited with a non-zero status of 1") is FATAL: relaunching would fail again.
+    ended. The start-up check's exit codes block what gpu_support.toml says
+    (a GPU type, one candidate, or nothing: stop). Any other trainer exit or a
+    bad argument ("The replica workerpool0-0 exited with a non-zero status of
+    1") is FATAL: relaunching would fail again.
     """
+    startup = startup_failure(message)
+    if startup is not None:
+        return STARTUP_SCOPES[startup.blocks]
     if _QUOTA.search(message) and code in ("RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "UNAVAILABLE"):
         return Scope.QUOTA_GLOBAL if _GLOBAL.search(message) else Scope.QUOTA_REGION
     if _CAPACITY.search(message):
@@ -255,16 +270,23 @@ def capacity_policy() -> dict:
         "messages": {why: pattern for pattern, why in CAPACITY_MESSAGES},
         "quota": _QUOTA.pattern,
         "stops_on": "any other failure (trainer exit code, bad argument): its error and last log lines are shown",
+        "start_up_check": {str(e.code): {"class": e.name, "blocks": e.blocks}
+                           for e in IS.startup_failures(IS.default_support()).values()},
     }
 
 
 @dataclasses.dataclass
 class Blocklist:
-    """What earlier failures rule out for the rest of this launch."""
+    """What earlier failures rule out for the rest of this launch.
+
+    A candidate's key names its GPU: one N1 machine type carries T4, V100,
+    P100 or P4, so (region, machine, scheduling) alone would block them all.
+    """
 
     regions: set = dataclasses.field(default_factory=set)  # (region, quota_metric)
-    candidates: set = dataclasses.field(default_factory=set)  # (region, machine_type, scheduling)
+    candidates: set = dataclasses.field(default_factory=set)  # (region, machine_type, scheduling, gpu)
     everything: bool = False
+    gpus: set = dataclasses.field(default_factory=set)  # GPU names, in every region
 
     def record(self, c: Candidate, scope: Scope) -> None:
         if scope is Scope.QUOTA_GLOBAL:
@@ -272,21 +294,29 @@ class Blocklist:
         elif scope is Scope.QUOTA_REGION:
             self.regions.add((c.region, c.quota_metric))
         elif scope is Scope.CAPACITY:
-            self.candidates.add((c.region, c.machine_type, c.scheduling))
+            self.candidates.add(candidate_key(c))
+        elif scope is Scope.GPU:
+            self.gpus.add(c.gpu)
 
     def as_json(self) -> dict:
         return {"regions": sorted(map(list, self.regions)), "candidates": sorted(map(list, self.candidates)),
-                "everything": self.everything}
+                "everything": self.everything, "gpus": sorted(self.gpus)}
 
     @classmethod
     def from_json(cls, data: dict | None) -> "Blocklist":
         data = data or {}
         return cls({tuple(r) for r in data.get("regions", ())}, {tuple(c) for c in data.get("candidates", ())},
-                   bool(data.get("everything", False)))
+                   bool(data.get("everything", False)), set(data.get("gpus", ())))
 
     def blocks(self, c: Candidate) -> bool:
         return (
             self.everything
+            or c.gpu in self.gpus
             or (c.region, c.quota_metric) in self.regions
-            or (c.region, c.machine_type, c.scheduling) in self.candidates
+            or candidate_key(c) in self.candidates
+            or candidate_key(c)[:3] in self.candidates  # a record of a launcher that keyed without the GPU
         )
+
+
+def candidate_key(c: Candidate) -> tuple[str, str, str, str]:
+    return (c.region, c.machine_type, c.scheduling, c.gpu)

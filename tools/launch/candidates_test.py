@@ -206,3 +206,105 @@ def test_blocklist_round_trips_through_json():
     b.record(_cand("T4", "r2", machine="n1"), C.Scope.CAPACITY)
     again = C.Blocklist.from_json(json.loads(json.dumps(b.as_json())))
     assert again == b and again.blocks(_cand("L4", "r1")) and not again.blocks(_cand("L4", "r2"))
+
+
+def _startup(status: int) -> str:
+    return f"The replica workerpool0-0 exited with a non-zero status of {status}. To find out more ..."
+
+
+@pytest.mark.parametrize(
+    "status,scope,name",
+    [
+        (80, C.Scope.CAPACITY, "no_driver"),
+        (81, C.Scope.CAPACITY, "driver_too_old"),
+        (82, C.Scope.GPU, "gpu_unsupported"),
+        (83, C.Scope.CAPACITY, "too_few_gpus"),
+        (84, C.Scope.FATAL, "shm_too_small"),
+        (85, C.Scope.CAPACITY, "preempted"),
+        (1, C.Scope.FATAL, None),  # the trainer's own failure: not a start-up check code
+        (820, C.Scope.FATAL, None),
+    ],
+)
+def test_start_up_check_failures_block_what_gpu_support_says(status, scope, name):
+    assert C.classify_job_failure("INVALID_ARGUMENT", _startup(status)) is scope
+    found = C.startup_failure(_startup(status))
+    assert (found.name if found else None) == name
+
+
+@pytest.mark.parametrize(
+    "status,says",
+    [
+        (81, "start-up check: driver too old (exit 81): the host's NVIDIA driver is older than 580.65.06 (CUDA 13.0)"),
+        (82, "start-up check: gpu unsupported (exit 82): the image's torch has kernels for sm_75, sm_80"),
+        (84, "start-up check: shm too small (exit 84): /dev/shm is too small"),
+    ],
+)
+def test_the_message_names_the_class_and_the_fix(status, says):
+    assert C.startup_failure(_startup(status)).describe().startswith(says)
+
+
+def test_every_exit_code_of_the_file_is_classified():
+    from tools.launch import image_support as IS
+
+    failures = IS.startup_failures(IS.default_support())
+    assert sorted(failures) == [80, 81, 82, 83, 84, 85]
+    assert {e.blocks for e in failures.values()} == {"gpu", "candidate", "nothing"}
+
+
+TOML_HEAD = 'torch = "x"\ncuda = "13.0"\nmin_driver = "580"\nmin_driver_cuda = 13000\narch_list = ["sm_90"]\n'
+
+
+@pytest.mark.parametrize(
+    "entry,error",
+    [
+        ('code = 90\nblocks = "region"', "blocks = 'region'"),
+        ('code = 80\nblocks = "gpu"', "used twice"),
+    ],
+)
+def test_bad_exit_code_tables_are_refused(tmp_path, entry, error):
+    from tools.launch import image_support as IS
+
+    path = tmp_path / "gpu_support.toml"
+    path.write_text(TOML_HEAD + '[exit_codes.no_driver]\ncode = 80\nblocks = "candidate"\n'
+                    f"[exit_codes.too_few_gpus]\n{entry}\n")
+    with pytest.raises(T.TableError, match=error):
+        IS.load(path)
+
+
+def test_an_exit_code_without_a_fix_is_refused(tmp_path):
+    from tools.launch import image_support as IS
+
+    path = tmp_path / "gpu_support.toml"
+    path.write_text(TOML_HEAD + '[exit_codes.new_failure]\ncode = 86\nblocks = "nothing"\n')
+    with pytest.raises(T.TableError, match="new_failure has no fix"):
+        IS.startup_failures(IS.load(path))
+
+
+N1 = "n1-standard-8"
+
+
+@pytest.mark.parametrize(
+    "failed,scope,blocked,free",
+    [
+        # a GPU the image cannot run: that GPU everywhere, other GPUs on the same machine free
+        (_cand("T4", "r1", machine=N1), C.Scope.GPU,
+         [_cand("T4", "r2", machine=N1), _cand("T4", "r9", machine="other", scheduling="STANDARD")],
+         [_cand("V100", "r1", machine=N1), _cand("L4", "r1")]),
+        # one host without a driver: that (GPU, region, machine) only, not another GPU on the N1 machine
+        (_cand("T4", "r1", machine=N1), C.Scope.CAPACITY,
+         [_cand("T4", "r1", machine=N1)],
+         [_cand("V100", "r1", machine=N1), _cand("P4", "r1", machine=N1), _cand("T4", "r2", machine=N1)]),
+    ],
+)
+def test_gpu_and_candidate_scopes(failed, scope, blocked, free):
+    b = C.Blocklist()
+    b.record(failed, scope)
+    assert all(b.blocks(c) for c in blocked)
+    assert not any(b.blocks(c) for c in free)
+    again = C.Blocklist.from_json(json.loads(json.dumps(b.as_json())))
+    assert again == b
+
+
+def test_a_blocklist_of_an_older_launcher_still_blocks_its_machines():
+    old = C.Blocklist.from_json({"candidates": [["r1", N1, "SPOT"]]})
+    assert old.blocks(_cand("T4", "r1", machine=N1)) and not old.blocks(_cand("T4", "r2", machine=N1))
