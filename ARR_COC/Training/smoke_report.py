@@ -15,6 +15,7 @@ import sys
 import time
 
 from ARR_COC import storage
+from ARR_COC.Training import startup_check
 
 FILE = "smoke.json"
 
@@ -55,11 +56,12 @@ def device_name(cuda: bool) -> str:
 
 
 def report(timer: StepTimer, cuda: bool, environ) -> dict:
-    """The figures, and the image the job ran (ARR_IMAGE, set by the launcher): `launch smoke` refuses
-    a smoke.json of another image (a reused run name's older file)."""
+    """The figures, the image the job ran (ARR_IMAGE, set by the launcher: `launch smoke` refuses
+    a smoke.json of another image, a reused run name's older file) and the start-up check's report."""
     return {"event": "smoke", "samples_per_s": round(timer.samples_per_s(), 4),
             "peak_gpu_memory_bytes": peak_memory_bytes(cuda), "steps": len(timer.steps),
-            "device": device_name(cuda), "image": environ.get("ARR_IMAGE", "")}
+            "device": device_name(cuda), "image": environ.get("ARR_IMAGE", ""),
+            "startup_check": startup_check.passed_report(environ)}
 
 
 def output_folder(output_dir: str, environ) -> str:

@@ -37,6 +37,7 @@ NATIVE_BF16 = (8, 0)  # Ampere and newer have bf16 tensor cores; older GPUs emul
 SHM_BYTES_PER_PIXEL = 27
 PREFETCH_FACTOR = 2  # torch DataLoader's default: batches in flight per worker
 SHM_HEADROOM = 2.0
+REPORT_ENV = "ARR_STARTUP_CHECK"  # a passing check's JSON line, for the processes it starts
 
 
 BLOCKS = ("gpu", "candidate", "nothing")
@@ -280,6 +281,11 @@ def report(found: dict, support: Support, wanted: int, shm_size: int | None, shm
     }
 
 
+def passed_report(environ) -> dict | None:
+    """The JSON report of the check this process's entry point passed, or None (no check ran)."""
+    return json.loads(environ.get(REPORT_ENV) or "null")
+
+
 def run(image_size: int = 0, batch_size: int = 0, workers: int = 0, processes: int = 1,
         environ=os.environ, stream=sys.stdout, support: Support | None = None) -> int:
     """Probe, print the JSON report, and return 0 or the failure's exit code (its message on stderr)."""
@@ -296,7 +302,9 @@ def run(image_size: int = 0, batch_size: int = 0, workers: int = 0, processes: i
         print(json.dumps({**line, "ok": False, "failure": failure.name, "exit_code": code}), file=stream, flush=True)
         print(f"start-up check failed ({failure.name}, exit {code}): {failure}", file=sys.stderr, flush=True)
         return code
-    print(json.dumps({**line, "ok": True}), file=stream, flush=True)
+    passed = json.dumps({**line, "ok": True})
+    print(passed, file=stream, flush=True)
+    environ[REPORT_ENV] = passed  # the smoke run's result carries it (smoke_report.py)
     return 0
 
 

@@ -141,3 +141,11 @@ def test_the_driver_on_the_loader_path_is_the_one_asked(tmp_path, stub, code):
     report = json.loads(result.stdout)
     assert report["driver"] == str(tmp_path / "libcuda.so.1")
     assert report["driver_cuda"] == f"{int(stub['STUB_DRIVER_CUDA']) // 1000}.{int(stub['STUB_DRIVER_CUDA']) % 1000 // 10}"
+
+
+def test_a_passing_check_hands_its_report_to_what_it_starts(capsys):
+    environ = {}
+    assert check.run(environ=environ) == 0  # no GPU asked for: a CPU run passes
+    printed = json.loads(capsys.readouterr().out)
+    assert check.passed_report(environ) == printed and printed["ok"] is True
+    assert check.passed_report({}) is None
