@@ -1,6 +1,7 @@
 """The start-up check: its judgement of a host (pure), and the real check against a stub driver."""
 
 import dataclasses
+import io
 import json
 import os
 import shutil
@@ -143,9 +144,9 @@ def test_the_driver_on_the_loader_path_is_the_one_asked(tmp_path, stub, code):
     assert report["driver_cuda"] == f"{int(stub['STUB_DRIVER_CUDA']) // 1000}.{int(stub['STUB_DRIVER_CUDA']) % 1000 // 10}"
 
 
-def test_a_passing_check_hands_its_report_to_what_it_starts(capsys):
-    environ = {}
-    assert check.run(environ=environ) == 0  # no GPU asked for: a CPU run passes
-    printed = json.loads(capsys.readouterr().out)
+def test_a_passing_check_hands_its_report_to_what_it_starts():
+    environ, out = {}, io.StringIO()
+    assert check.run(environ=environ, stream=out) == 0  # no GPU asked for: a CPU run passes
+    printed = json.loads(out.getvalue())
     assert check.passed_report(environ) == printed and printed["ok"] is True
     assert check.passed_report({}) is None
