@@ -71,9 +71,11 @@ class TrainConfig:
     seed: int = 0
     output_dir: str = "arr_coc_runs/default"
     save_every_n_steps: int = 100
+    save_every_minutes: float = 15  # also checkpoint when this long has passed since the last save (0 = off)
     eval_every_n_steps: int = 0
     log_every_n_steps: int = 5
-    num_workers: int = 0
+    num_workers: str = "auto"       # DataLoader workers per process: a count, or "auto" (train.loader_workers)
+    rendezvous_timeout_minutes: int = 30  # how long the chief's node waits for late nodes, and collectives wait
     wandb_project: str = ""
 
 
@@ -83,6 +85,7 @@ ENV_VARS = {
     "NUM_EPOCHS": "num_epochs", "MAX_TRAIN_SAMPLES": "max_train_samples", "OUTPUT_DIR": "output_dir",
     "SEED": "seed", "SAVE_EVERY_N_STEPS": "save_every_n_steps", "ARR_COC_TINY_BACKBONE": "tiny_backbone_weights",
     "WANDB_PROJECT": "wandb_project", "DATASET_CACHE_DIR": "dataset_cache_dir",
+    "SAVE_EVERY_MINUTES": "save_every_minutes", "RENDEZVOUS_TIMEOUT_MINUTES": "rendezvous_timeout_minutes",
 }
 
 COMMIT = re.compile(r"[0-9a-f]{40}")
@@ -99,7 +102,9 @@ CHECKS = {
     "max_question_tokens": positive, "max_answer_tokens": positive,
     "max_steps": non_negative, "max_train_samples": non_negative, "max_eval_samples": non_negative,
     "save_every_n_steps": non_negative, "eval_every_n_steps": non_negative, "log_every_n_steps": positive,
-    "num_workers": non_negative, "seed": (lambda v: v >= 0, "an integer >= 0"),
+    "save_every_minutes": (lambda v: v >= 0, "a number >= 0 (0 = off)"), "rendezvous_timeout_minutes": positive,
+    "num_workers": (lambda v: v == "auto" or v.isdigit(), "'auto' (from the CPUs) or an integer >= 0"),
+    "seed": (lambda v: v >= 0, "an integer >= 0"),
     "learning_rate": (lambda v: 0 < v < 1, "a number in (0, 1)"),
     "weight_decay": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
     "warmup_ratio": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
