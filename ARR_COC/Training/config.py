@@ -75,7 +75,7 @@ class TrainConfig:
     eval_every_n_steps: int = 0
     log_every_n_steps: int = 5
     num_workers: str = "auto"       # DataLoader workers per process: a count, or "auto" (train.loader_workers)
-    rendezvous_timeout_minutes: int = 30  # how long the chief's node waits for late nodes, and collectives wait
+    rendezvous_timeout_minutes: int = 30  # how long nodes wait for each other at start, and a collective for a slow rank
     wandb_project: str = ""
 
 

@@ -100,5 +100,6 @@ def test_sigterm_to_the_chief_mid_run_saves_on_both_nodes_and_a_rerun_equals_fou
     logs = train_two_nodes(tmp_path, 4)
     assert any(e.get("event") == "resumed" and e["step"] == stopped[0] for e in events(logs["chief"]))
     assert_identical(state_at(tmp_path, 4), state_at(straight_root, 4))
-    assert_identical(exported_selector(tmp_path / "chief" / "model"), exported_selector(straight_root / "chief" / "model"))
+    assert_identical(exported_selector(tmp_path / "chief" / "model"),
+                     exported_selector(straight_root / "chief" / "model"))
     assert not (tmp_path / "worker").exists()

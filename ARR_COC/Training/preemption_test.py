@@ -1,8 +1,8 @@
 """SIGTERM to the image's entry point mid-run (one process; two nodes: multinode_test): it finishes
 the optimizer step, writes a checkpoint, exits with gpu_support.toml's `preempted` code well
 inside a Spot VM's 30 s notice, and the same command again ends bit-identical to a run never
-interrupted. Also: the launcher's rendezvous flags, the container's exit codes, the loader's
-worker count, and time-based checkpoints."""
+interrupted. Also: time-based checkpoints, the container's exit codes, the process group's
+timeout and the loader's worker count (the launcher's rendezvous flags: entrypoint_test)."""
 
 import datetime
 
@@ -35,7 +35,8 @@ def test_sigterm_mid_run_saves_exits_preempted_and_a_rerun_equals_the_straight_r
     assert any(e.get("event") == "resumed" and e["step"] == stopped[0]["step"] for e in events(resumed.log))
     assert final_state(tmp_path / "interrupted")["position"]["step"] == STEPS
     assert_identical(final_state(tmp_path / "interrupted"), final_state(tmp_path / "straight"))
-    assert_identical(exported_selector(tmp_path / "interrupted" / "model"), exported_selector(tmp_path / "straight" / "model"))
+    assert_identical(exported_selector(tmp_path / "interrupted" / "model"),
+                     exported_selector(tmp_path / "straight" / "model"))
 
 
 def test_checkpoints_every_few_minutes_as_well(tmp_path, pretrained_backbone_path):

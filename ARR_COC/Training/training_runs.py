@@ -80,7 +80,8 @@ class Run:
                 self.lines.append(line)
                 log.write(line)
                 log.flush()
-                if self.signal_after and self.signalled_at is None and max(step_records(line), default=0) >= self.signal_after:
+                due = self.signal_after and max(step_records(line), default=0) >= self.signal_after
+                if due and self.signalled_at is None:
                     self.signalled_at = time.monotonic()
                     self.process.send_signal(signal.SIGTERM)
 
