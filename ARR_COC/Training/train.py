@@ -223,9 +223,9 @@ def run_training(config: TrainConfig, stream, stop: StopSignal) -> dict:
     from accelerate.utils import set_seed
 
     cuda = torch.cuda.is_available()
-    accelerator = Accelerator(gradient_accumulation_steps=config.gradient_accumulation_steps,
-                              mixed_precision=mixed_precision(config, cuda), cpu=not cuda,
-                              kwargs_handlers=[process_group_kwargs(config)])
+    accelerator = Accelerator(kwargs_handlers=[process_group_kwargs(config)],
+                              gradient_accumulation_steps=config.gradient_accumulation_steps,
+                              mixed_precision=mixed_precision(config, cuda), cpu=not cuda)
     main_process = accelerator.is_main_process
     set_seed(config.seed)
     logger = MetricsLogger(main_process, config, stream)
