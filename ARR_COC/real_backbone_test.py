@@ -102,6 +102,22 @@ def test_merged_tokens_and_grid_at_the_production_image_size(backbone, productio
     assert production.num_visual_tokens < tokens
 
 
+def test_uint8_batch_made_float_gives_the_processors_pixels_at_the_production_size(backbone, production):
+    """The training side patches the uint8 images the loader workers hand over; on the 2B model's
+    vision config (patch 16, temporal 2) that must be the image processor's output, bit for bit."""
+    from ARR_COC.preprocess import collate_uint8, model_inputs
+
+    size = production.image_size
+    image = np.random.default_rng(1).integers(0, 256, (size, size, 3), dtype=np.uint8)
+    crossing = collate_uint8([{"image": image, "question": "what colour is the square ?", "answer": "red"}],
+                             backbone, size)
+    processed = backbone.image_processor(images=[image], return_tensors="pt")
+    made = model_inputs(crossing, backbone.config.vision_config)
+    assert crossing["images"].dtype == torch.uint8
+    assert torch.equal(made["pixel_values"], processed["pixel_values"])
+    assert torch.equal(made["image_grid_thw"], processed["image_grid_thw"])
+
+
 def test_deepstack_layers(backbone):
     visual = backbone.model.model.visual
     assert visual.deepstack_visual_indexes == [5, 11, 17]

@@ -75,9 +75,11 @@ class TrainConfig:
     seed: int = 0
     output_dir: str = "arr_coc_runs/default"
     save_every_n_steps: int = 100
+    save_every_minutes: float = 15  # also checkpoint when this long has passed since the last save (0 = off)
     eval_every_n_steps: int = 0
     log_every_n_steps: int = 5
-    num_workers: int = 0
+    num_workers: str = "auto"       # DataLoader workers per process: a count, or "auto" (loader_workers)
+    rendezvous_timeout_minutes: int = 30  # how long nodes wait for each other at start, and a collective for a slow rank
     wandb_project: str = ""
     smoke_report: int = 0           # 1: end with the {"event": "smoke"} line and smoke.json (configs/smoke_gpu.toml)
 
@@ -89,6 +91,7 @@ ENV_VARS = {
     "SEED": "seed", "SAVE_EVERY_N_STEPS": "save_every_n_steps", "ARR_COC_TINY_BACKBONE": "tiny_backbone_weights",
     "WANDB_PROJECT": "wandb_project", "ARR_HUB_CACHE": "hub_cache_dir",
     "DATASET_CACHE_DIR": "dataset_cache_dir",  # removed: refused with REMOVED_KEYS' hint
+    "SAVE_EVERY_MINUTES": "save_every_minutes", "RENDEZVOUS_TIMEOUT_MINUTES": "rendezvous_timeout_minutes",
 }
 
 COMMIT = re.compile(r"[0-9a-f]{40}")
@@ -105,7 +108,9 @@ CHECKS = {
     "max_question_tokens": positive, "max_answer_tokens": positive,
     "max_steps": non_negative, "max_train_samples": non_negative, "max_eval_samples": non_negative,
     "save_every_n_steps": non_negative, "eval_every_n_steps": non_negative, "log_every_n_steps": positive,
-    "num_workers": non_negative, "seed": (lambda v: v >= 0, "an integer >= 0"),
+    "save_every_minutes": (lambda v: v >= 0, "a number >= 0 (0 = off)"), "rendezvous_timeout_minutes": positive,
+    "num_workers": (lambda v: v == "auto" or v.isdigit(), "'auto' (from the CPUs) or an integer >= 0"),
+    "seed": (lambda v: v >= 0, "an integer >= 0"),
     "smoke_report": (lambda v: v in (0, 1), "0 or 1"),
     "learning_rate": (lambda v: 0 < v < 1, "a number in (0, 1)"),
     "weight_decay": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
@@ -228,3 +233,14 @@ def config_from_args(args: argparse.Namespace, environ: dict | None = None) -> T
     """The config that the trainer's parsed flags name: file, environment, then --set and the flags."""
     return load_config(args.config, environ, overrides={**parse_overrides(args.set), "max_steps": args.max_steps,
                                                         "output_dir": args.output_dir})
+
+
+LOADER_WORKERS_CAP = 8  # more workers than this only cost memory (each holds a copy of the dataset)
+
+
+def loader_workers(setting: str, cpus: int, processes_per_node: int) -> int:
+    """DataLoader workers per process. "auto": the node's CPUs split among its training processes,
+    one of each share left to the process itself (it runs the step and feeds the GPU), capped."""
+    if setting != "auto":
+        return int(setting)
+    return max(0, min(LOADER_WORKERS_CAP, cpus // max(1, processes_per_node) - 1))
