@@ -3,17 +3,24 @@
 `BASE_MODEL=tiny` builds a tiny Qwen3-VL in code (random weights, or weights
 from a local safetensors file such as the cached pretrain step's output) with
 an offline word-level tokenizer, so tests and the local run never touch the
-hub. Any other value goes to `from_pretrained` (hub name, local folder, or a
-gs:// folder that is copied locally first).
+hub. `random:NAME` builds a pinned published architecture (ARR_COC/architectures.py)
+at full size with random weights and a stand-in tokenizer that carries the
+model's special-token ids, also offline. Any other value goes to
+`from_pretrained` (hub name, local folder, or a gs:// folder that is copied
+locally first); with a hub cache root, a hub name is staged once per revision
+in the run's bucket (ARR_COC/hub_cache.py).
 """
 
 from __future__ import annotations
 
+import json
+import os
 import tempfile
 from dataclasses import dataclass
 
 import torch
 
+from ARR_COC import architectures, hub_cache
 from ARR_COC.vocabulary import TINY_WORDS
 
 TINY = "tiny"
@@ -97,18 +104,46 @@ def tiny_config():
     )
 
 
-def tiny_tokenizer():
-    """Word-level tokenizer over TINY_WORDS, built offline and identically every time."""
+def word_tokenizer(vocabulary: dict[str, int], special: list[str]):
+    """A word-level tokenizer over VOCABULARY (token -> id), built offline and identically every time."""
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    vocabulary = {token: index for index, token in enumerate(SPECIAL_TOKENS + (UNKNOWN_TOKEN,) + TINY_WORDS)}
     core = Tokenizer(models.WordLevel(vocab=vocabulary, unk_token=UNKNOWN_TOKEN))
     core.pre_tokenizer = pre_tokenizers.Whitespace()
-    core.add_special_tokens(list(SPECIAL_TOKENS))
+    core.add_special_tokens(special)
     return PreTrainedTokenizerFast(
         tokenizer_object=core, eos_token="<|im_end|>", pad_token="<|endoftext|>", unk_token=UNKNOWN_TOKEN,
     )
+
+
+def tiny_tokenizer():
+    """Word-level tokenizer over TINY_WORDS, the special tokens first (ids 0..6)."""
+    tokens = SPECIAL_TOKENS + (UNKNOWN_TOKEN,) + TINY_WORDS
+    return word_tokenizer({token: index for index, token in enumerate(tokens)}, list(SPECIAL_TOKENS))
+
+
+def stand_in_tokenizer(folder: str):
+    """A pinned architecture's special tokens at their real ids (special_tokens.json), then <unk> and
+    TINY_WORDS from id 0: it reads and says the synthetic task, and the model's config finds its image,
+    vision and end tokens where the real tokenizer puts them (the real one is 11 MB and on the hub)."""
+    with open(os.path.join(folder, "special_tokens.json")) as handle:
+        special = {token: index for token, index in json.load(handle).items() if not token.startswith("_")}
+    words = {token: index for index, token in enumerate((UNKNOWN_TOKEN,) + TINY_WORDS)}
+    clash = set(words.values()) & set(special.values())
+    if clash:
+        raise ValueError(f"{folder}: the words' ids {sorted(clash)} collide with special tokens")
+    return word_tokenizer({**words, **special}, list(special))
+
+
+def build_random_model(folder: str, dtype: torch.dtype, seed: int = 0):
+    """A pinned architecture from its config.json with random weights drawn from `seed`, in `dtype`, on
+    the CPU (accelerate moves it to the GPU): real shapes, real memory and speed, no weights to fetch."""
+    from transformers import AutoConfig, Qwen3VLForConditionalGeneration
+
+    torch.manual_seed(seed)
+    config = AutoConfig.from_pretrained(folder)
+    return Qwen3VLForConditionalGeneration._from_config(config, dtype=dtype)
 
 
 def image_processor_for(model_config, image_size: int):
@@ -190,22 +225,41 @@ def localize(path: str) -> str:
     return local
 
 
+def model_source(name: str, revision: str | None, hub_cache_root: str = "", fetch=None) -> tuple[str, str | None]:
+    """(what from_pretrained loads, its revision): a pinned hub model staged under `hub_cache_root`
+    when one is set (a local folder then, no revision), else the name as it is (URLs copied locally)."""
+    if hub_cache_root and revision and hub_cache.is_hub_name(name):
+        fetch = fetch or hub_cache.from_hub("models", name, revision)
+        return hub_cache.staged("models", name, revision, hub_cache_root, fetch), None
+    return localize(name), revision
+
+
 def load_backbone(name: str, image_size: int, weights_path: str | None = None,
                   dtype: torch.dtype = torch.float32, seed: int = 0, revision: str | None = None,
-                  architecture_only: bool = False) -> Backbone:
-    """Load and freeze the backbone named by BASE_MODEL (`tiny`, hub name, local or gs:// path).
+                  architecture_only: bool = False, hub_cache_root: str = "") -> Backbone:
+    """Load and freeze the backbone named by BASE_MODEL (`tiny`, `random:NAME`, hub name, local or gs:// path).
 
     `revision` pins a hub commit. `architecture_only` builds the model from its
     config.json on the `meta` device (shapes and parameter counts, no weights,
     no memory): how the 2B model's structure is checked without downloading it.
+    `hub_cache_root` (config hub_cache_dir) keeps one copy of a pinned hub model per revision.
     """
+    random_name = architectures.random_architecture(name)
     if name == TINY:
         model = build_tiny_model(weights_path, seed)
         tokenizer = tiny_tokenizer()
+    elif random_name is not None:
+        folder = architectures.pinned_folder(random_name)
+        tokenizer = stand_in_tokenizer(folder)
+        if architecture_only:
+            with torch.device("meta"):
+                model = build_random_model(folder, dtype, seed)
+        else:
+            model = build_random_model(folder, dtype, seed)
     else:
         from transformers import AutoConfig, AutoTokenizer, Qwen3VLForConditionalGeneration
 
-        source = localize(name)
+        source, revision = model_source(name, revision, "" if architecture_only else hub_cache_root)
         tokenizer = AutoTokenizer.from_pretrained(source, revision=revision)
         if architecture_only:
             with torch.device("meta"):

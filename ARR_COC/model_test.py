@@ -1,10 +1,11 @@
 """ARRCOC on the random tiny Qwen3-VL: gradient flow, shapes, K, positions, stock equivalence."""
 
+import numpy as np
 import pytest
 import torch
 
 from ARR_COC.model import ARRCOC, build_model, load_selector
-from ARR_COC.conftest import IMAGE_SIZE
+from ARR_COC.conftest import IMAGE_SIZE, tiny_samples
 
 K = 5
 N = (IMAGE_SIZE // 32) ** 2
@@ -169,12 +170,26 @@ def test_scores_stay_fp32_under_bf16_autocast(model, tiny_batch):
     assert torch.equal(scores, model.scores(tiny_batch, features))
 
 
-def test_fast_tiny_patcher_equals_the_image_processor(tiny_backbone, tiny_batch):
-    """Pretraining patches pixels itself (no PIL); it must feed the model exactly what collate does."""
-    from ARR_COC.backbone import tiny_pixel_values
+def processor_batch(backbone, samples, image_size) -> dict:
+    """The image processor's own pixel_values and grid, and the float images, as collate made them with PIL."""
+    from ARR_COC.preprocess import square_rgb
 
-    patched = tiny_pixel_values(tiny_batch["images"], tiny_backbone.config.vision_config)
-    assert torch.equal(patched, tiny_batch["pixel_values"].to(patched.dtype))
+    images = [square_rgb(sample["image"], image_size) for sample in samples]
+    processed = backbone.image_processor(images=images, return_tensors="pt")
+    pixels = torch.from_numpy(np.stack([np.asarray(image) for image in images])).permute(0, 3, 1, 2)
+    return {"pixel_values": processed["pixel_values"], "image_grid_thw": processed["image_grid_thw"],
+            "images": pixels.float() / 255.0}
+
+
+def test_uint8_batch_made_float_on_the_training_side_equals_the_image_processor(tiny_backbone):
+    """DataLoader workers hand uint8 images only; model_inputs must give the processor's exact bits."""
+    from ARR_COC.preprocess import collate_uint8, model_inputs
+
+    crossing = collate_uint8(tiny_samples(), tiny_backbone, IMAGE_SIZE)
+    assert crossing["images"].dtype == torch.uint8 and "pixel_values" not in crossing
+    made = model_inputs(crossing, tiny_backbone.config.vision_config)
+    for name, expected in processor_batch(tiny_backbone, tiny_samples(), IMAGE_SIZE).items():
+        assert made[name].dtype == expected.dtype and torch.equal(made[name], expected), name
 
 
 @pytest.mark.parametrize("answer_probability", [0.5, 0.9, 0.01])

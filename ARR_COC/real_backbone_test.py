@@ -1,9 +1,11 @@
 """Ready for the real backbone: Qwen3-VL-2B-Instruct built on the `meta` device by the project's own code.
 
 The published config.json (ARR_COC/qwen3_vl_2b/, with its source and
-revision) and a stand-in tokenizer with Qwen's special-token ids go into a
-folder that `load_backbone(..., architecture_only=True)` loads like a hub
-checkpoint, without weights. Checked: the merged-token grid at the
+revision) and the stand-in tokenizer with Qwen's special-token ids
+(backbone.stand_in_tokenizer) go into a folder that `load_backbone(...,
+architecture_only=True)` loads like a hub checkpoint, without weights; the
+same architecture as `random:Qwen/Qwen3-VL-2B-Instruct` (the GPU smoke run's
+backbone) is built from the pinned folder directly. Checked: the merged-token grid at the
 production image size, the deepstack layers, the selector around the 2B
 model, and the model's parameter count against the formula of
 docs/training.md ("The real backbone").
@@ -22,22 +24,6 @@ ARCHITECTURE = os.path.join(HERE, "qwen3_vl_2b")
 VERTEX = os.path.join(HERE, "Training", "configs", "vertex.toml")
 
 
-def stand_in_tokenizer():
-    """A word-level tokenizer whose special tokens carry Qwen's ids (the real one is 11 MB)."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    with open(os.path.join(ARCHITECTURE, "special_tokens.json")) as handle:
-        special = {token: index for token, index in json.load(handle).items() if not token.startswith("_")}
-    words = ("<unk>", "user", "assistant", "what", "colour", "is", "the", "square", "?", "red")
-    vocabulary = {**{word: index for index, word in enumerate(words)}, **special}
-    core = Tokenizer(models.WordLevel(vocab=vocabulary, unk_token="<unk>"))
-    core.pre_tokenizer = pre_tokenizers.Whitespace()
-    core.add_special_tokens(list(special))
-    return PreTrainedTokenizerFast(tokenizer_object=core, eos_token="<|im_end|>", pad_token="<|endoftext|>",
-                                   unk_token="<unk>")
-
-
 @pytest.fixture(scope="module")
 def production():
     from ARR_COC.Training.config import load_config
@@ -47,11 +33,11 @@ def production():
 
 @pytest.fixture(scope="module")
 def backbone(tmp_path_factory, production):
-    from ARR_COC.backbone import load_backbone
+    from ARR_COC.backbone import load_backbone, stand_in_tokenizer
 
     folder = tmp_path_factory.mktemp("qwen3-vl-2b")
     shutil.copy(os.path.join(ARCHITECTURE, "config.json"), folder / "config.json")
-    stand_in_tokenizer().save_pretrained(str(folder))
+    stand_in_tokenizer(ARCHITECTURE).save_pretrained(str(folder))
     return load_backbone(str(folder), production.image_size, dtype=torch.bfloat16, architecture_only=True)
 
 
@@ -116,6 +102,22 @@ def test_merged_tokens_and_grid_at_the_production_image_size(backbone, productio
     assert production.num_visual_tokens < tokens
 
 
+def test_uint8_batch_made_float_gives_the_processors_pixels_at_the_production_size(backbone, production):
+    """The training side patches the uint8 images the loader workers hand over; on the 2B model's
+    vision config (patch 16, temporal 2) that must be the image processor's output, bit for bit."""
+    from ARR_COC.preprocess import collate_uint8, model_inputs
+
+    size = production.image_size
+    image = np.random.default_rng(1).integers(0, 256, (size, size, 3), dtype=np.uint8)
+    crossing = collate_uint8([{"image": image, "question": "what colour is the square ?", "answer": "red"}],
+                             backbone, size)
+    processed = backbone.image_processor(images=[image], return_tensors="pt")
+    made = model_inputs(crossing, backbone.config.vision_config)
+    assert crossing["images"].dtype == torch.uint8
+    assert torch.equal(made["pixel_values"], processed["pixel_values"])
+    assert torch.equal(made["image_grid_thw"], processed["image_grid_thw"])
+
+
 def test_deepstack_layers(backbone):
     visual = backbone.model.model.visual
     assert visual.deepstack_visual_indexes == [5, 11, 17]
@@ -141,3 +143,71 @@ def test_the_selector_fits_the_2b_model(backbone, production):
         scores = model.selector(texture_map(batch["images"], backbone.cell_pixels), tokens,
                                 torch.randn(1, backbone.text_hidden_size))
     assert scores.shape == (1, 256) and torch.isfinite(scores).all()
+
+
+RANDOM = "random:Qwen/Qwen3-VL-2B-Instruct"
+
+
+def test_random_prefix_builds_the_same_architecture_offline(backbone, production):
+    from ARR_COC.backbone import load_backbone
+
+    random = load_backbone(RANDOM, production.image_size, dtype=torch.bfloat16, architecture_only=True)
+    assert random.name == RANDOM and random.cell_pixels == 32
+    assert sum(p.numel() for p in random.model.parameters()) == 2_127_532_032
+    assert random.config.to_dict()["text_config"] == backbone.config.to_dict()["text_config"]
+
+
+def test_an_unpinned_random_architecture_is_refused():
+    from ARR_COC.backbone import load_backbone
+
+    with pytest.raises(KeyError, match="no pinned architecture 'Qwen/Qwen9'; known: Qwen/Qwen3-VL-2B-Instruct"):
+        load_backbone("random:Qwen/Qwen9", 512, architecture_only=True)
+
+
+def test_the_stand_in_tokenizer_reads_and_says_the_synthetic_task(backbone, production):
+    """Every question and answer of the synthetic set at 512 px, word for word, no <unk>."""
+    from ARR_COC.Training.synthetic import SyntheticVQA
+
+    tokenizer = backbone.tokenizer
+    unknown = tokenizer.convert_tokens_to_ids("<unk>")
+    samples = SyntheticVQA(48, 0, production.image_size, backbone.cell_pixels)
+    for sample in (samples[i] for i in range(len(samples))):
+        for text in (sample["question"], sample["answer"]):
+            ids = tokenizer.encode(text, add_special_tokens=False)
+            assert unknown not in ids and len(ids) == len(text.split())
+            assert tokenizer.decode(ids) == text
+    assert max(tokenizer.get_vocab().values()) < backbone.config.text_config.vocab_size
+
+
+def small_pinned_copy(folder) -> str:
+    """The pinned config cut to one layer each and a narrow text model (the vocabulary kept, so
+    Qwen's special-token ids fit), beside the pinned special tokens: a real-device build in seconds."""
+    with open(os.path.join(ARCHITECTURE, "config.json")) as handle:
+        config = json.load(handle)
+    config["text_config"].update(hidden_size=256, intermediate_size=256, num_hidden_layers=1,
+                                 num_attention_heads=2, num_key_value_heads=1)
+    config["vision_config"].update(depth=1, hidden_size=64, intermediate_size=64, num_heads=1,
+                                   out_hidden_size=256, deepstack_visual_indexes=[0])
+    with open(os.path.join(folder, "config.json"), "w") as handle:
+        json.dump(config, handle)
+    shutil.copy(os.path.join(ARCHITECTURE, "special_tokens.json"), os.path.join(folder, "special_tokens.json"))
+    return str(folder)
+
+
+def test_random_weights_are_real_seeded_and_run(tmp_path):
+    from ARR_COC.backbone import Backbone, build_random_model, freeze, image_processor_for, stand_in_tokenizer
+    from ARR_COC.model import build_model
+    from ARR_COC.preprocess import collate
+
+    folder = small_pinned_copy(tmp_path)
+    first, again, other = (build_random_model(folder, torch.float32, seed) for seed in (3, 3, 4))
+    weight = lambda model: model.model.language_model.layers[0].mlp.up_proj.weight  # noqa: E731
+    assert all(p.device.type == "cpu" for p in first.parameters())
+    assert torch.equal(weight(first), weight(again)) and not torch.equal(weight(first), weight(other))
+    backbone = Backbone(freeze(first), stand_in_tokenizer(folder), image_processor_for(first.config, 64), "random")
+    model = build_model(backbone, 4, 64)
+    batch = collate([{"image": np.zeros((64, 64, 3), dtype=np.uint8), "question": "what colour is the square",
+                      "answer": "red"}], backbone, 64)
+    loss = model(batch, "train")["loss"]
+    loss.backward()
+    assert torch.isfinite(loss) and any(p.grad is not None for p in model.selector.parameters())

@@ -8,7 +8,12 @@ directory and user (as a container runtime would), and:
 
   - torch, accelerate and ARR_COC import from the image's Python;
   - the entry point (the image's Entrypoint, without the production --config)
-    trains one step with the embedded smoke config and writes a checkpoint.
+    trains one step with the embedded smoke config and writes a checkpoint;
+  - the start-up check finds a stand-in NVIDIA driver (a stub libcuda.so.1
+    built from Stack/testdata/libcuda_stub.c) at Vertex's mount path
+    /usr/local/nvidia/lib64 through the image's own environment, and a driver
+    too old for the image's CUDA, or a GPU it has no kernels for, stops the
+    production entry point in seconds with its exit code, nothing downloaded.
 
 Needs root (tools/bazel runs tests as root in its Bazel root); tagged
 no-sandbox and exclusive: it unpacks about 5 GB, removed at the end.
@@ -18,10 +23,13 @@ from __future__ import annotations
 
 import json
 import os
+import contextlib
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
+import tomllib
 
 import pytest
 
@@ -30,6 +38,8 @@ from tools.oci import layout
 HERE = os.path.dirname(os.path.abspath(__file__))
 LAYOUT = os.path.realpath(os.path.join(HERE, "arr_trainer"))
 DIGEST_FILE = os.path.join(HERE, "arr_trainer.digest")
+DRIVER_STUB = os.path.join(HERE, "libcuda_stub.so")
+VERTEX_DRIVER_DIR = "usr/local/nvidia/lib64"  # where Vertex AI mounts the driver's libraries
 LAYER_TYPES = ("application/vnd.oci.image.layer.v1.tar+gzip", "application/vnd.oci.image.layer.v1.tar")
 
 # Runs in the new mount + pid namespace as root: mounts /proc and /dev into the
@@ -176,3 +186,71 @@ def test_entry_point_trains_one_step_and_writes_a_checkpoint(rootfs, image):
     assert os.path.getsize(os.path.join(checkpoint, "state.pt")) > 0
     events = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     assert any(e.get("event") == "checkpoint" for e in events), result.stdout[-3000:]
+
+
+def image_env(config: dict) -> dict:
+    return dict(item.split("=", 1) for item in config["config"]["Env"])
+
+
+def test_environment_finds_a_driver_mounted_where_vertex_puts_it(image):
+    env = image_env(image[2])
+    assert env["LD_LIBRARY_PATH"].split(":")[:2] == ["/usr/local/nvidia/lib64", "/usr/local/nvidia/lib"]
+    assert env["PATH"].split(":")[0] == "/usr/local/nvidia/bin" and "/usr/bin" in env["PATH"].split(":")
+    assert env["NVIDIA_DRIVER_CAPABILITIES"] == "compute,utility" and env["NVIDIA_VISIBLE_DEVICES"] == "all"
+    assert env["HOME"] == "/home/nonroot" and env["HF_HOME"].startswith("/tmp/")
+
+
+@contextlib.contextmanager
+def stub_driver(root: str):
+    """The stub driver at Vertex's mount path for the duration (later tests train on the CPU)."""
+    folder = os.path.join(root, VERTEX_DRIVER_DIR)
+    os.makedirs(folder, exist_ok=True)
+    shutil.copyfile(DRIVER_STUB, os.path.join(folder, "libcuda.so.1"))
+    try:
+        yield
+    finally:
+        shutil.rmtree(os.path.join(root, "usr/local/nvidia"))
+
+
+def check_report(result: subprocess.CompletedProcess) -> dict:
+    lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith('{"event": "startup_check"')]
+    assert len(lines) == 1, (result.stdout[-2000:], result.stderr[-2000:])
+    return lines[0]
+
+
+def exit_code(rootfs: str, name: str) -> int:
+    with open(os.path.join(rootfs, "app/ARR_COC/Training/gpu_support.toml"), "rb") as f:
+        return tomllib.load(f)["exit_codes"][name]["code"]
+
+
+def test_start_up_check_loads_the_driver_from_the_vertex_mount(rootfs, image):
+    with stub_driver(rootfs):
+        result = run_in_image(rootfs, image[2], ["/usr/bin/python3", "-m", "ARR_COC.Training.startup_check"],
+                              {"STUB_DRIVER_CUDA": "13000", "STUB_GPUS": "1", "STUB_CAPABILITY": "90",
+                               "TRAINING_GPU": "H100"}, timeout=60)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = check_report(result)
+    assert report["driver"] == "/usr/local/nvidia/lib64/libcuda.so.1"
+    assert report["driver_cuda"] == "13.0" and report["torch_cuda"] == "13.0"
+    assert report["gpus"] == [{"name": "NVIDIA Stub GPU", "capability": "9.0"}] and report["native_bf16"] is True
+    assert report["gpus_wanted"] == 1 and report["shm_bytes"] > 0 and report["ok"] is True
+
+
+@pytest.mark.parametrize("stub, failure, says", [
+    ({"STUB_DRIVER_CUDA": "12080", "STUB_CAPABILITY": "89"}, "driver_too_old", "580.65.06"),
+    ({"STUB_DRIVER_CUDA": "13000", "STUB_CAPABILITY": "70"}, "gpu_unsupported", "compute capability 7.0"),
+])
+def test_production_entry_point_stops_in_seconds_on_a_host_it_cannot_use(rootfs, image, stub, failure, says):
+    """The image's own Entrypoint and Cmd (the production config, which would download the 2B model)."""
+    settings = image[2]["config"]
+    hf_home = os.path.join(rootfs, image_env(image[2])["HF_HOME"].lstrip("/"))
+    with stub_driver(rootfs):
+        started = time.monotonic()
+        result = run_in_image(rootfs, image[2], [*settings["Entrypoint"], *settings["Cmd"]],
+                              {**stub, "STUB_GPUS": "1", "TRAINING_GPU": "L4"}, timeout=60)
+        seconds = time.monotonic() - started
+    print(f"{failure}: exit {result.returncode} after {seconds:.1f} s")
+    assert result.returncode == exit_code(rootfs, failure), (result.stdout[-2000:], result.stderr[-2000:])
+    assert seconds < 10
+    assert says in result.stderr and check_report(result)["failure"] == failure
+    assert not os.path.exists(hf_home) or not os.listdir(hf_home), "the check must run before any download"

@@ -70,7 +70,8 @@ def test_flex_start_plans_only_offered_gpus_against_the_preemptible_metric(capsy
     [
         (["--gpu", "T4"], "T4 is not offered with FLEX_START scheduling (only L4, A100, A100-80GB, "
                           "H100, H100-MEGA, H200, B200): use --scheduling SPOT or STANDARD for T4"),
-        (["--gpu", "V100"], "V100 is not offered with FLEX_START"),
+        # no scheduling would help a GPU the image cannot run: that refusal comes first
+        (["--gpu", "V100"], "the training image cannot run V100: compute capability 7.0"),
         (["--gpu", "L4", "--timeout-s", "604801"],
          "FLEX_START jobs may run at most 604800 s (7 days), got timeout_s 604801"),
         (["--gpu", "L4", "--max-wait-s", "0"], "FLEX_START max_wait_s must be between 1 and 604800 s"),
@@ -81,6 +82,29 @@ def test_flex_start_refusals_say_what_to_change(capsys, google, image, extra, me
     assert code == 2 and out == ""
     assert message in err
     assert google.creates == []
+
+
+@pytest.mark.parametrize("gpu,capability", [("V100", "7.0"), ("P100", "6.0"), ("Tesla P4", "6.1")])
+def test_a_gpu_the_image_cannot_run_is_refused_before_the_image_is_built(capsys, google, gpu, capability):
+    """No --image-layout: were the refusal not first, the launcher would build //Stack:arr_trainer."""
+    code = cli.main(["--project", "proj", "--registry", "http://127.0.0.1:1/team", "--vertex-endpoint", google.url,
+                     "--quota-endpoint", google.url, "--gpu", gpu, "--dry-run"])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == ""
+    assert f"cannot run {gpu.split()[-1]}: compute capability {capability}" in err
+    assert "sm_75 sm_80 sm_86 sm_90 sm_100 sm_120 (no PTX)" in err and "GPUs it runs: L4, T4, A100" in err
+    assert "building" not in err and google.creates == []
+
+
+def test_dry_run_shows_the_image_cuda_and_a_refused_gpu_as_dropped(capsys, google, image):
+    code, out, err = dry_run(capsys, google, image, "--gpu-preference", "V100,L4")
+    assert code == 0, err
+    plan = json.loads(out)
+    assert plan["gpu"] == "L4"
+    assert plan["image_cuda"]["arch_list"] == ["sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120"]
+    assert plan["image_cuda"]["cuda"] == "13.0" and plan["image_cuda"]["min_driver"].startswith("580.")
+    v100 = [c for c in plan["candidates"] if c["gpu"] == "V100"]
+    assert v100 and all(not c["kept"] and "compute capability 7.0" in c["why"] for c in v100)
 
 
 def _endpoints(google, storage=True):

@@ -52,16 +52,16 @@ def state_file(tmp_path, monkeypatch):
     return path
 
 
-def argv(google, layout, registry_url, *extra, logging=True):
+def argv(google, layout, registry_url, *extra, logging=True, gpu=("--gpu", "L4")):
     return ["--project", "proj", "--registry", registry_url + "/team",
             "--vertex-endpoint", google.url, "--quota-endpoint", google.url,
             *(["--logging-endpoint", google.url] if logging else []), "--skip-preflight",
             "--image-layout", layout, "--image-digest", layout + ".digest",
-            "--region", f"{FIRST},{SECOND},{THIRD}", "--gpu", "L4", "--poll-s", "0.02", *extra]
+            "--region", f"{FIRST},{SECOND},{THIRD}", *gpu, "--poll-s", "0.02", *extra]
 
 
-def launch(capsys, google, layout, registry, *extra):
-    code = cli.main(argv(google, layout, registry.url, *extra))
+def launch(capsys, google, layout, registry, *extra, gpu=("--gpu", "L4")):
+    code = cli.main(argv(google, layout, registry.url, *extra, gpu=gpu))
     out, err = capsys.readouterr()
     result = json.loads(out.strip().splitlines()[-1]) if out.strip() else None
     return code, result, err
@@ -158,6 +158,42 @@ def test_preemption_after_running_relaunches_under_the_same_run_name_with_wait(c
     assert {body["displayName"] for _, body in google.creates} == {"pre"}
     assert result["state"] == "JOB_STATE_SUCCEEDED" and result["model_dir"] == "gs://proj-arr-coc/pre/model"
     assert result["attempts"][0]["running_s"] > 0  # the preempted attempt's running time is counted
+
+
+def startup_exit(status: int) -> str:
+    return f"The replica workerpool0-0 exited with a non-zero status of {status}. To find out more ..."
+
+
+def test_start_up_check_gpu_unsupported_blocks_that_gpu_and_tries_the_next_gpu(capsys, google, layout, registry):
+    google.add_quota(SPOT.format("t4"), {"": 4})
+    for region in (FIRST, SECOND, THIRD):  # any L4 job would fail the check
+        google.scenarios[(region, "g2-standard-4")] = ["JOB_STATE_PENDING", failed(3, startup_exit(82))]
+    code, result, err = launch(capsys, google, layout, registry, "--wait", gpu=("--gpu-preference", "L4,T4"))
+    assert code == 0, err
+    # no second L4 region: the GPU is ruled out everywhere, the first T4 candidate runs
+    (first_region, first), (_, second) = google.creates
+    assert first_region == FIRST and first["jobSpec"]["workerPoolSpecs"][0]["machineSpec"]["acceleratorType"] == 11
+    assert result["accelerator_type"] == "NVIDIA_TESLA_T4" and result["state"] == "JOB_STATE_SUCCEEDED"
+    assert "start-up check: gpu unsupported (exit 82)" in err and "blocked: L4 in every region" in err
+    assert result["attempts"][0]["outcome"].startswith("start-up check: gpu unsupported (exit 82)")
+    assert state.load(state.default_path())[-1]["blocked"]["gpus"] == ["L4"]
+
+
+def test_start_up_check_driver_too_old_blocks_only_that_candidate(capsys, google, layout, registry):
+    google.scenarios[FIRST] = [failed(3, startup_exit(81))]
+    code, result, err = launch(capsys, google, layout, registry)
+    assert code == 0, err
+    assert created_regions(google) == [FIRST, SECOND] and result["region"] == SECOND
+    assert "start-up check: driver too old (exit 81)" in err
+
+
+def test_start_up_check_shm_too_small_stops_with_its_fix(capsys, google, layout, registry):
+    google.scenarios[FIRST] = ["JOB_STATE_PENDING", failed(3, startup_exit(84))]
+    code, result, err = launch(capsys, google, layout, registry, "--wait")
+    assert code == 1 and created_regions(google) == [FIRST]
+    assert "start-up check: shm too small (exit 84)" in err and "num_workers" in err
+    assert result["state"] == "JOB_STATE_FAILED"
+    assert result["attempts"][0]["outcome"].startswith("start-up check: shm too small (exit 84)")
 
 
 def test_max_attempts_ends_supervision(capsys, google, layout, registry):

@@ -92,6 +92,7 @@ def test_launch_submits_exactly_the_planned_spec(capsys, google, image, registry
     assert pool["containerSpec"]["imageUri"] == f"{registry.host}/team/arr-trainer@{digest}"
     env = {e["name"]: e["value"] for e in pool["containerSpec"]["env"]}
     assert env["CUDA_VISIBLE_DEVICES"] == "0" and env["LEARNING_RATE"] == "3e-4"
+    assert env["ARR_HUB_CACHE"] == "gs://proj-arr-coc/cache/hf"  # hub weights and data, once per revision
     assert "BATCH_SIZE" not in env and "NUM_VISUAL_TOKENS" not in env  # the image's configs/vertex.toml has them
     spec = body["jobSpec"]
     assert spec["baseOutputDirectory"] == {"outputUriPrefix": "gs://proj-arr-coc/r1"}

@@ -9,11 +9,15 @@ directory (BUILD_WORKING_DIRECTORY under `bazel run`).
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import os
 import re
 import tomllib
 from dataclasses import dataclass
+
+from ARR_COC import architectures
+from ARR_COC.hub_cache import is_hub_name as hub_name
 
 SMOKE_TOML = """
 # Embedded smoke config: tiny backbone (pretrained weights when ARR_COC_TINY_BACKBONE
@@ -47,7 +51,7 @@ class TrainConfig:
     dataset: str = "synthetic"
     dataset_name: str = ""          # a parquet dataset on the hub (or a local folder laid out like one)
     dataset_revision: str = ""      # hub commit SHA; required for dataset = "vqav2"
-    dataset_cache_dir: str = ""
+    hub_cache_dir: str = ""         # pinned hub weights and datasets, one copy per revision (ARR_COC/hub_cache.py)
     train_split: str = "train"
     eval_split: str = "validation"
     synthetic_train_size: int = 4096
@@ -71,10 +75,13 @@ class TrainConfig:
     seed: int = 0
     output_dir: str = "arr_coc_runs/default"
     save_every_n_steps: int = 100
+    save_every_minutes: float = 15  # also checkpoint when this long has passed since the last save (0 = off)
     eval_every_n_steps: int = 0
     log_every_n_steps: int = 5
-    num_workers: int = 0
+    num_workers: str = "auto"       # DataLoader workers per process: a count, or "auto" (loader_workers)
+    rendezvous_timeout_minutes: int = 30  # how long nodes wait for each other at start, and a collective for a slow rank
     wandb_project: str = ""
+    smoke_report: int = 0           # 1: end with the {"event": "smoke"} line and smoke.json (configs/smoke_gpu.toml)
 
 
 ENV_VARS = {
@@ -82,7 +89,9 @@ ENV_VARS = {
     "BATCH_SIZE": "batch_size", "GRADIENT_ACCUMULATION_STEPS": "gradient_accumulation_steps",
     "NUM_EPOCHS": "num_epochs", "MAX_TRAIN_SAMPLES": "max_train_samples", "OUTPUT_DIR": "output_dir",
     "SEED": "seed", "SAVE_EVERY_N_STEPS": "save_every_n_steps", "ARR_COC_TINY_BACKBONE": "tiny_backbone_weights",
-    "WANDB_PROJECT": "wandb_project", "DATASET_CACHE_DIR": "dataset_cache_dir",
+    "WANDB_PROJECT": "wandb_project", "ARR_HUB_CACHE": "hub_cache_dir",
+    "DATASET_CACHE_DIR": "dataset_cache_dir",  # removed: refused with REMOVED_KEYS' hint
+    "SAVE_EVERY_MINUTES": "save_every_minutes", "RENDEZVOUS_TIMEOUT_MINUTES": "rendezvous_timeout_minutes",
 }
 
 COMMIT = re.compile(r"[0-9a-f]{40}")
@@ -99,21 +108,21 @@ CHECKS = {
     "max_question_tokens": positive, "max_answer_tokens": positive,
     "max_steps": non_negative, "max_train_samples": non_negative, "max_eval_samples": non_negative,
     "save_every_n_steps": non_negative, "eval_every_n_steps": non_negative, "log_every_n_steps": positive,
-    "num_workers": non_negative, "seed": (lambda v: v >= 0, "an integer >= 0"),
+    "save_every_minutes": (lambda v: v >= 0, "a number >= 0 (0 = off)"), "rendezvous_timeout_minutes": positive,
+    "num_workers": (lambda v: v == "auto" or v.isdigit(), "'auto' (from the CPUs) or an integer >= 0"),
+    "seed": (lambda v: v >= 0, "an integer >= 0"),
+    "smoke_report": (lambda v: v in (0, 1), "0 or 1"),
     "learning_rate": (lambda v: 0 < v < 1, "a number in (0, 1)"),
     "weight_decay": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
     "warmup_ratio": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
     "max_grad_norm": (lambda v: v > 0, "a number > 0"),
-    "base_model": (lambda v: bool(v), "'tiny', a hub name, a local folder or a gs:// folder"),
+    "base_model": (lambda v: bool(v) and architectures.random_architecture(v) in (None, *architectures.PINNED),
+                   "'tiny', a hub name, a local folder, a gs:// folder, or 'random:NAME' (random weights, "
+                   f"no download) for a pinned architecture: {', '.join(sorted(architectures.PINNED))}"),
     "output_dir": (lambda v: bool(v), "a local folder or a gs:// folder"),
     "base_model_revision": (lambda v: v == "" or bool(COMMIT.fullmatch(v)), "empty or a 40-hex commit SHA"),
     "dataset_revision": (lambda v: v == "" or bool(COMMIT.fullmatch(v)), "empty or a 40-hex commit SHA"),
 }
-
-
-def hub_name(name: str) -> bool:
-    """A hub repository id ("org/name"), not `tiny`, a URL or an existing local folder."""
-    return name != "tiny" and "://" not in name and not os.path.isdir(name)
 
 
 # Checks across keys: what must be pinned so that a run can be repeated.
@@ -124,12 +133,15 @@ PINS = (
     (lambda c: not hub_name(c.base_model) or bool(c.base_model_revision),
      "a hub base_model needs base_model_revision, its 40-hex commit SHA on the hub"),
 )
-PATH_KEYS = ("output_dir", "tiny_backbone_weights", "dataset_cache_dir")
+PATH_KEYS = ("output_dir", "tiny_backbone_weights", "hub_cache_dir")
 FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(TrainConfig)}
 SECRET_HINT = ("secrets are no longer config keys: pass a reference in ARR_SECRET_REFS "
                "(the launcher's --secret {variable}=projects/P/secrets/NAME); the trainer resolves it at start")
 REMOVED_KEYS = {"wandb_api_key_secret": SECRET_HINT.format(variable="WANDB_API_KEY"),
-                "hf_token_secret": SECRET_HINT.format(variable="HF_TOKEN")}
+                "hf_token_secret": SECRET_HINT.format(variable="HF_TOKEN"),
+                "dataset_cache_dir": "set hub_cache_dir (env ARR_HUB_CACHE) instead: the dataset and the base "
+                                     "model are kept there once per revision; the launcher sets it to "
+                                     "gs://BUCKET/cache/hf"}
 
 
 def convert(key: str, value, source: str):
@@ -195,3 +207,40 @@ def load_config(config_path: str | None = None, environ: dict | None = None, ove
     for key in PATH_KEYS:
         setattr(config, key, resolve_path(getattr(config, key), base))
     return validate(config)
+
+
+def argument_parser() -> argparse.ArgumentParser:
+    """The trainer's flags; the entry point reads the same ones for its start-up check."""
+    parser = argparse.ArgumentParser(description="Train the ARR-COC selector.")
+    parser.add_argument("--config", help="TOML config (default: the embedded smoke config)")
+    parser.add_argument("--max-steps", type=int, help="stop after this many optimizer steps")
+    parser.add_argument("--output-dir", help="where checkpoints and the model go (local or gs://)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any config key")
+    return parser
+
+
+def parse_overrides(pairs: list[str]) -> dict:
+    overrides = {}
+    for pair in pairs:
+        key, separator, value = pair.partition("=")
+        if not separator:
+            raise ConfigError(f"--set wants KEY=VALUE, got {pair!r}")
+        overrides[key.strip()] = value
+    return overrides
+
+
+def config_from_args(args: argparse.Namespace, environ: dict | None = None) -> TrainConfig:
+    """The config that the trainer's parsed flags name: file, environment, then --set and the flags."""
+    return load_config(args.config, environ, overrides={**parse_overrides(args.set), "max_steps": args.max_steps,
+                                                        "output_dir": args.output_dir})
+
+
+LOADER_WORKERS_CAP = 8  # more workers than this only cost memory (each holds a copy of the dataset)
+
+
+def loader_workers(setting: str, cpus: int, processes_per_node: int) -> int:
+    """DataLoader workers per process. "auto": the node's CPUs split among its training processes,
+    one of each share left to the process itself (it runs the step and feeds the GPU), capped."""
+    if setting != "auto":
+        return int(setting)
+    return max(0, min(LOADER_WORKERS_CAP, cpus // max(1, processes_per_node) - 1))

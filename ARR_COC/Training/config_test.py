@@ -22,6 +22,7 @@ def test_relative_paths_follow_the_callers_directory(tmp_path):
     config = load_config(None, environ={"BUILD_WORKING_DIRECTORY": str(tmp_path), "OUTPUT_DIR": "runs/x"})
     assert config.output_dir == str(tmp_path / "runs" / "x")
     assert load_config(None, environ={"OUTPUT_DIR": "gs://b/run"}).output_dir == "gs://b/run"
+    assert load_config(None, environ={"ARR_HUB_CACHE": "gs://b/cache/hf"}).hub_cache_dir == "gs://b/cache/hf"
 
 
 @pytest.mark.parametrize("environ, message", [
@@ -30,6 +31,7 @@ def test_relative_paths_follow_the_callers_directory(tmp_path):
     ({"LEARNING_RATE": "2"}, "learning_rate = 2.0 is not allowed; it must be a number in (0, 1)"),
     ({"BATCH_SIZE": "1.5"}, "batch_size = '1.5' is not a valid int"),
     ({"GRADIENT_ACCUMULATION_STEPS": "-1"}, "gradient_accumulation_steps = -1 is not allowed"),
+    ({"DATASET_CACHE_DIR": "gs://b/datasets"}, "dataset_cache_dir was removed; set hub_cache_dir (env ARR_HUB_CACHE)"),
 ])
 def test_bad_environment_values_name_key_and_allowed(environ, message):
     with pytest.raises(ConfigError) as error:
@@ -45,6 +47,7 @@ def test_bad_environment_values_name_key_and_allowed(environ, message):
     ('wandb_api_key_secret = "wandb"', "wandb_api_key_secret was removed; secrets are no longer config keys: "
      "pass a reference in ARR_SECRET_REFS (the launcher's --secret WANDB_API_KEY=projects/P/secrets/NAME)"),
     ('hf_token_secret = "hf"', "hf_token_secret was removed; secrets are no longer config keys"),
+    ('dataset_cache_dir = "gs://b/d"', "dataset_cache_dir was removed; set hub_cache_dir (env ARR_HUB_CACHE) instead"),
 ])
 def test_bad_file_values_name_key_and_allowed(tmp_path, toml, message):
     path = tmp_path / "bad.toml"
@@ -77,3 +80,30 @@ def test_hub_sources_must_be_pinned(overrides, message):
 
 def test_a_local_base_model_folder_needs_no_revision(tmp_path):
     assert load_config(None, environ={}, overrides={"base_model": str(tmp_path)}).base_model == str(tmp_path)
+
+
+def test_a_random_pinned_architecture_needs_no_revision():
+    config = load_config(None, environ={"BASE_MODEL": "random:Qwen/Qwen3-VL-2B-Instruct"})
+    assert config.base_model == "random:Qwen/Qwen3-VL-2B-Instruct" and config.base_model_revision == ""
+
+
+@pytest.mark.parametrize("base_model", ["random:Qwen/Qwen9-VL", "random:", "random:tiny"])
+def test_a_random_architecture_that_is_not_pinned_is_refused(base_model):
+    with pytest.raises(ConfigError) as error:
+        load_config(None, environ={"BASE_MODEL": base_model})
+    assert f"base_model = {base_model!r} is not allowed" in str(error.value)
+    assert "'random:NAME' (random weights, no download) for a pinned architecture: Qwen/Qwen3-VL-2B-Instruct" in str(
+        error.value)
+
+
+def test_the_gpu_smoke_config_is_the_production_model_at_full_size_on_synthetic_data():
+    import os
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    smoke = load_config(os.path.join(here, "configs", "smoke_gpu.toml"), environ={})
+    production = load_config(os.path.join(here, "configs", "vertex.toml"), environ={})
+    assert smoke.base_model == "random:" + production.base_model and smoke.dataset == "synthetic"
+    same = ("image_size", "num_visual_tokens", "allocator", "mixed_precision", "batch_size", "max_question_tokens",
+            "max_answer_tokens")
+    assert {k: getattr(smoke, k) for k in same} == {k: getattr(production, k) for k in same}
+    assert 0 < smoke.max_steps <= 16 and smoke.smoke_report == 1 and smoke.synthetic_eval_size <= 8

@@ -1,17 +1,15 @@
 """Training and evaluation data: the synthetic set, or VQAv2 through `datasets`.
 
-VQAv2 is cached at `dataset_cache_dir`; when that is a gs:// folder the
-cache is mirrored to a local folder before loading and uploaded after the
-first download, so later jobs do not download the dataset again.
+With a hub cache root (config hub_cache_dir), the pinned dataset repository is
+staged once per revision (ARR_COC/hub_cache.py) into a local folder that both
+splits load from; without one, `datasets` reads the hub through its own cache.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
-
 import torch
 
+from ARR_COC import hub_cache
 from ARR_COC.Training.synthetic import SyntheticVQA
 
 
@@ -31,42 +29,37 @@ class VQAv2(torch.utils.data.Dataset):
         return {"image": row["image"], "question": row["question"], "answer": answer, "answers": answers or [answer]}
 
 
-def mirrored_cache(cache_dir: str) -> tuple[str, callable]:
-    """(local cache folder, upload function) for a local or remote dataset cache."""
-    if not cache_dir or "://" not in cache_dir:
-        return cache_dir or None, lambda: None
-    import fsspec
-
-    fs, remote = fsspec.core.url_to_fs(cache_dir)
-    local = os.path.join(tempfile.gettempdir(), "arr_coc_dataset_cache")
-    os.makedirs(local, exist_ok=True)
-    if fs.exists(remote) and fs.ls(remote):
-        fs.get(remote.rstrip("/") + "/", local + "/", recursive=True)
-        return local, lambda: None
-    return local, lambda: fs.put(local + "/", remote.rstrip("/") + "/", recursive=True)
+def dataset_source(config, fetch=None) -> dict:
+    """What load_dataset is given: the hub name at its revision, or with a hub cache the staged local
+    copy, whose arrow files go beside it. `fetch(folder)` fills a folder from the source (default: the
+    hub at the pinned revision)."""
+    name, revision = config.dataset_name, config.dataset_revision or None
+    if not (config.hub_cache_dir and revision and hub_cache.is_hub_name(name)):
+        return {"path": name, "revision": revision}
+    fetch = fetch or hub_cache.from_hub("datasets", name, revision)
+    local = hub_cache.staged("datasets", name, revision, config.hub_cache_dir, fetch)
+    return {"path": local, "cache_dir": local + ".arrow"}
 
 
-def vqav2(config, split: str, limit: int):
+def vqav2(config, split: str, limit: int, fetch=None):
     import datasets
 
-    local, upload = mirrored_cache(config.dataset_cache_dir)
-    rows = datasets.load_dataset(config.dataset_name, revision=config.dataset_revision or None, split=split,
-                                 cache_dir=local)
-    upload()
+    rows = datasets.load_dataset(**dataset_source(config, fetch), split=split)
     if limit:
         rows = rows.select(range(min(limit, len(rows))))
     return VQAv2(rows)
 
 
-def build_datasets(config, cell_pixels: int):
-    """(train, eval) datasets for the config; synthetic train and eval never share a sample."""
+def build_datasets(config, cell_pixels: int, fetch=None):
+    """(train, eval) datasets for the config; synthetic train and eval never share a sample.
+    Both VQAv2 splits come from one staged copy (`fetch`: see dataset_source)."""
     if config.dataset == "synthetic":
         train_size = min(config.synthetic_train_size, config.max_train_samples or config.synthetic_train_size)
         train = SyntheticVQA(train_size, config.seed, config.image_size, cell_pixels)
         evaluation = SyntheticVQA(config.synthetic_eval_size, config.seed + 10_000, config.image_size, cell_pixels)
         return train, evaluation
-    return (vqav2(config, config.train_split, config.max_train_samples),
-            vqav2(config, config.eval_split, config.max_eval_samples))
+    return (vqav2(config, config.train_split, config.max_train_samples, fetch),
+            vqav2(config, config.eval_split, config.max_eval_samples, fetch))
 
 
 def epoch_order(size: int, seed: int, epoch: int) -> list[int]:

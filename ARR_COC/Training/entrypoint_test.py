@@ -34,3 +34,10 @@ def test_gpu_requested_without_cuda_refuses():
         check_gpu({"TRAINING_GPU": "NVIDIA_L4"}, cuda_available=False)
     check_gpu({"TRAINING_GPU": "NVIDIA_L4"}, cuda_available=True)
     check_gpu({}, cuda_available=False)
+
+
+@pytest.mark.parametrize("minutes, conf", [(30, "timeout=1800,join_timeout=1800"), (5, "timeout=300,join_timeout=300")])
+def test_rendezvous_waits_for_late_nodes(minutes, conf):
+    flags = AccelerateArgs(2, 2, 1, "chief-0", 2222).as_flags(minutes)
+    assert flags[flags.index("--rdzv_conf") + 1] == conf
+    assert "--rdzv_conf" not in AccelerateArgs(1, 1, 0, None, None).as_flags(minutes)

@@ -6,93 +6,27 @@ the worker's folder must never appear. The chief also resolves a secret
 reference from a loopback Secret Manager, as the image does on Vertex.
 """
 
-import json
-import os
-import socket
-import subprocess
-import sys
-
-import numpy as np
 import pytest
 import torch
 
-from ARR_COC.Training import checkpoint
+from ARR_COC.Training import checkpoint, train
 from ARR_COC.Training.fake_secret_manager import FakeSecretManager, serving
+from ARR_COC.Training.training_runs import assert_identical, events, exported_selector, two_nodes
 
-SMALL_RUN = ["--set", "synthetic_train_size=64", "--set", "synthetic_eval_size=8", "--set", "batch_size=4",
-             "--set", "gradient_accumulation_steps=2", "--set", "log_every_n_steps=1",
-             "--set", "eval_every_n_steps=0", "--set", "save_every_n_steps=3"]
-NOT_INHERITED = ("CLUSTER_SPEC", "TRAINING_GPU", "AIP_CHECKPOINT_DIR", "AIP_MODEL_DIR", "AIP_TENSORBOARD_LOG_DIR",
-                 "RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "ARR_SECRET_REFS")
 VALUE = "wandb-value-0123456789abcdef"  # stands for a real key: must never be printed
-NODES = (("workerpool0", "chief"), ("workerpool1", "worker"))
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def cluster_spec(port: int, pool: str) -> str:
-    """What Vertex sets on each replica: every pool's hosts, and which one this replica is."""
-    return json.dumps({"cluster": {"workerpool0": [f"127.0.0.1:{port}"], "workerpool1": [f"127.0.0.1:{port + 1}"]},
-                       "task": {"type": pool, "index": 0}, "environment": "cloud"})
 
 
 def train_two_nodes(root, max_steps: int, environ: dict | None = None) -> dict:
-    """Start the chief and the worker node as Vertex would; returns each node's output by name."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k not in NOT_INHERITED}
-    env.update(PYTHONPATH=os.pathsep.join(p for p in sys.path if p), OMP_NUM_THREADS="1", ARR_COC_THREADS="1",
-               CUDA_VISIBLE_DEVICES="", **(environ or {}))
-    started = {}
-    for pool, node in NODES:
-        log = root / f"{node}-{max_steps}-steps.log"
-        with open(log, "w") as output:
-            started[node] = (log, subprocess.Popen(
-                [sys.executable, "-m", "ARR_COC.Training.entrypoint", "--max-steps", str(max_steps),
-                 "--output-dir", str(root / node), *SMALL_RUN],
-                env={**env, "CLUSTER_SPEC": cluster_spec(port, pool)}, stdout=output, stderr=subprocess.STDOUT))
-    try:
-        for _, process in started.values():
-            process.wait(timeout=1200)  # a hang guard, not a measurement
-    finally:
-        for _, process in started.values():
-            if process.poll() is None:
-                process.kill()
-    logs = {node: log.read_text() for node, (log, _) in started.items()}
-    for node, (_, process) in started.items():
-        assert process.returncode == 0, f"{node} failed:\n{logs[node][-4000:]}"
-    return logs
-
-
-def events(log: str) -> list[dict]:
-    return [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+    """Both nodes to the end; returns each node's output by name."""
+    finished = two_nodes(root, max_steps, environ)
+    for node, (run, code) in finished.items():
+        assert code == 0, f"{node} failed:\n{run.log[-4000:]}"
+    return {node: run.log for node, (run, _) in finished.items()}
 
 
 def state_at(root, step: int) -> dict:
     path = root / "chief" / "checkpoints" / checkpoint.folder_name(step) / checkpoint.STATE
     return torch.load(path, weights_only=False)
-
-
-def assert_identical(a, b, where: str = "state") -> None:
-    """Bit-identical nested states: tensors, numpy arrays, dicts, lists and plain values."""
-    assert type(a) is type(b), where
-    if isinstance(a, torch.Tensor):
-        assert a.dtype == b.dtype and torch.equal(a, b), where
-    elif isinstance(a, np.ndarray):
-        assert np.array_equal(a, b), where
-    elif isinstance(a, dict):
-        assert a.keys() == b.keys(), where
-        for key in a:
-            assert_identical(a[key], b[key], f"{where}.{key}")
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), where
-        for index, (x, y) in enumerate(zip(a, b)):
-            assert_identical(x, y, f"{where}[{index}]")
-    else:
-        assert a == b, where
 
 
 @pytest.fixture(scope="module")
@@ -145,4 +79,27 @@ def test_two_steps_resume_two_steps_equals_four_straight(straight, tmp_path):
     assert any(e.get("event") == "resumed" and e["step"] == 2 for e in events(logs["chief"]))
     assert checkpoint.complete_steps(str(tmp_path / "chief" / "checkpoints")) == [2, 3, 4]
     assert_identical(state_at(tmp_path, 4), state_at(straight_root, 4))
+    assert not (tmp_path / "worker").exists()
+
+
+def test_sigterm_to_the_chief_mid_run_saves_on_both_nodes_and_a_rerun_equals_four_straight(straight, tmp_path):
+    """A Spot preemption of the chief's VM: SIGTERM reaches the chief's entry point alone; both
+    nodes agree on the step to stop at, write one checkpoint together and exit with the
+    `preempted` code; the same command again finishes the run as if nothing had happened."""
+    straight_root, _, _ = straight
+    interrupted = two_nodes(tmp_path, 4, signal_chief_after=1)
+    chief, worker = interrupted["chief"][0], interrupted["worker"][0]
+    print(f"two nodes: SIGTERM to the chief's exit {chief.signal_to_exit_s:.2f} s")
+    for node, (run, code) in interrupted.items():
+        assert code == train.exit_code("preempted"), f"{node} exited {code}:\n{run.log[-4000:]}"
+    assert chief.signal_to_exit_s < 30
+    stopped = [e["step"] for e in events(chief.log) if e.get("event") == "preempted"]
+    assert len(stopped) == 1 and 1 <= stopped[0] < 4, chief.log[-2000:]
+    assert checkpoint.complete_steps(str(tmp_path / "chief" / "checkpoints"))[-1] == stopped[0]
+    assert not (tmp_path / "chief" / "model").exists(), "a preempted run exported"
+    logs = train_two_nodes(tmp_path, 4)
+    assert any(e.get("event") == "resumed" and e["step"] == stopped[0] for e in events(logs["chief"]))
+    assert_identical(state_at(tmp_path, 4), state_at(straight_root, 4))
+    assert_identical(exported_selector(tmp_path / "chief" / "model"),
+                     exported_selector(straight_root / "chief" / "model"))
     assert not (tmp_path / "worker").exists()

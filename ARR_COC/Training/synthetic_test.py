@@ -91,3 +91,22 @@ def test_impossible_object_counts_are_refused(count):
 def test_unknown_kind_is_refused():
     with pytest.raises(ValueError, match="unknown question kind 'size'"):
         make_sample(0, 0, IMAGE_SIZE, CELL, kind="size")
+
+
+def test_a_valid_task_at_the_production_size():
+    """512 px in 32 px cells, the real 16 x 16 grid of the 2B model (the GPU smoke run's data)."""
+    size, cell, grid = 512, 32, 16
+    for index in range(12):
+        sample = make_sample(1, index, size, cell)
+        assert sample["image"].size == (size, size) and sample["relevant"].shape == (grid * grid,)
+        assert sample["relevant"].sum() == 1 and sample["objects"].sum() == NUM_OBJECTS
+        target = int(np.flatnonzero(sample["relevant"])[0])
+        pixels = np.asarray(sample["image"])
+        row, column = divmod(target, grid)
+        drawn = {tuple(p) for p in pixels[row * cell:(row + 1) * cell, column * cell:(column + 1) * cell].reshape(-1, 3)}
+        assert drawn - {BACKGROUND}, "the target's cell holds its object"
+        if sample["kind"] == "position":
+            assert target == corner_cells(grid)[CORNERS.index(sample["question"].split()[-1])]
+        empty = ~sample["objects"].reshape(grid, grid)
+        background = pixels.reshape(grid, cell, grid, cell, 3).transpose(0, 2, 1, 3, 4)[empty]
+        assert (background == BACKGROUND).all(), "no object spills into an empty cell"

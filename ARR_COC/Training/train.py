@@ -9,7 +9,10 @@ environment (BASE_MODEL, NUM_VISUAL_TOKENS, ...) < flags. Runs through
 accelerate (real gradient accumulation, bf16 or fp16 by GPU, clipping, linear warmup
 then linear decay); checkpoints go to AIP_CHECKPOINT_DIR or
 OUTPUT_DIR/checkpoints and are resumed automatically; the selector is
-exported to AIP_MODEL_DIR or OUTPUT_DIR/model. The learning-rate schedule
+exported to AIP_MODEL_DIR or OUTPUT_DIR/model. Checkpoints are written every
+save_every_n_steps and every save_every_minutes; SIGTERM (a Spot VM's notice)
+ends the current optimizer step, writes a checkpoint and exits with
+gpu_support.toml's `preempted` code. The learning-rate schedule
 spans num_epochs; --max-steps only stops early, so a stopped and resumed run
 follows the same schedule as an uninterrupted one. Under `accelerate launch`
 (several GPUs or nodes, see entrypoint.py) the data is split across
@@ -19,11 +22,12 @@ rank 0 alone writes metrics, checkpoints and the export.
 
 from __future__ import annotations
 
-import argparse
+import datetime
 import functools
 import json
 import math
 import os
+import signal
 import sys
 import time
 
@@ -34,15 +38,26 @@ import torch
 
 from ARR_COC.backbone import load_backbone
 from ARR_COC.model import build_model
-from ARR_COC.preprocess import collate
-from ARR_COC.Training import checkpoint, data
-from ARR_COC.Training.config import ConfigError, TrainConfig, load_config
+from ARR_COC.preprocess import collate, collate_uint8, model_inputs
+from ARR_COC.Training import checkpoint, data, smoke_report, startup_check
+from ARR_COC.Training.config import ConfigError, TrainConfig, argument_parser, config_from_args, loader_workers
 from ARR_COC.Training.metrics import MetricsLogger, recall_at_k, vqa_accuracy
 from ARR_COC.Training.secret_store import SecretError, load_secrets
 
 
-# bf16 tensor cores start at Ampere (8.0); below (T4 is 7.5) torch emulates bf16, and accelerate's check passes.
-NATIVE_BF16 = (8, 0)
+# Where the entry point wants each process to leave a line after a preemption save (a local file):
+# under `accelerate launch` the launcher turns the trainer's exit code into its own failure code.
+PREEMPTED_MARKER_ENV = "ARR_COC_PREEMPTED_MARKER"
+
+
+def exit_code(name: str) -> int:
+    """A code of gpu_support.toml's [exit_codes], the one home of the codes the launcher's supervision reads."""
+    return startup_check.load_support().exit_codes[name].code
+
+
+# bf16 tensor cores start at Ampere (8.0, startup_check.NATIVE_BF16); below (T4 is 7.5) torch emulates bf16,
+# and accelerate's check passes.
+NATIVE_BF16 = startup_check.NATIVE_BF16
 # What `auto` runs where bf16 is not native, and the frozen backbone's dtype per precision: fp16 autocast with
 # loss scaling over fp32 weights, so the residual stream stays fp32 (docs/training.md, "Precision").
 AUTO_WITHOUT_BF16 = "fp16"
@@ -85,6 +100,58 @@ def loader_generator(seed: int, epoch: int) -> torch.Generator:
     """The loader's own generator (worker seeds): starting an epoch's loader, or resuming one, leaves the
     global torch RNG alone, so a resumed run's saved RNG states equal an uninterrupted run's."""
     return torch.Generator().manual_seed(seed * 1000 + epoch)
+
+
+def ignore_sigterm(_worker_id: int) -> None:
+    """DataLoader workers leave SIGTERM to their process: torch's launcher sends it to the trainer's
+    whole process group, and a worker killed mid-batch would fail the step the trainer is finishing."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def process_group_kwargs(config: TrainConfig):
+    """How long process-group set-up and every collective wait for the slowest process."""
+    from accelerate.utils import InitProcessGroupKwargs
+
+    return InitProcessGroupKwargs(timeout=datetime.timedelta(minutes=config.rendezvous_timeout_minutes))
+
+
+class StopSignal:
+    """SIGTERM asks the loop to stop after the current optimizer step; the handler only notes the time."""
+
+    def __init__(self):
+        self.received_at = None
+        self.previous = None
+
+    def __enter__(self) -> "StopSignal":
+        self.previous = signal.signal(signal.SIGTERM, self.handle)
+        return self
+
+    def __exit__(self, *_) -> None:
+        signal.signal(signal.SIGTERM, self.previous)
+
+    def handle(self, _signum, _frame) -> None:
+        if self.received_at is None:
+            self.received_at = time.monotonic()
+
+
+def agreed(accelerator, flags: list[bool]) -> list[bool]:
+    """Each flag's maximum over all processes (one small all-reduce per optimizer step), so every
+    process stops or saves at the same step even when SIGTERM or a clock reaches them apart:
+    the save's gather needs all of them."""
+    if accelerator.num_processes == 1:
+        return flags
+    import torch.distributed as dist
+
+    values = torch.tensor([float(flag) for flag in flags], device=accelerator.device)
+    dist.all_reduce(values, op=dist.ReduceOp.MAX)
+    return [bool(value) for value in values.tolist()]
+
+
+def leave_preempted_marker(step: int) -> None:
+    path = os.environ.get(PREEMPTED_MARKER_ENV)
+    if path:
+        with open(path, "w") as handle:
+            handle.write(f"{step}\n")
 
 
 def checkpoint_root(config: TrainConfig) -> str:
@@ -150,20 +217,27 @@ def own_process_state(resumed: dict, accelerator) -> dict:
 
 
 def run(config: TrainConfig, stream=sys.stdout) -> dict:
-    """Train with `config`; returns the final figures (also logged as JSON lines)."""
+    """Train with `config`; returns the final figures (also logged as JSON lines). A SIGTERM
+    during the run gives a checkpoint and {"event": "preempted"} instead of the evaluation and export."""
+    with StopSignal() as stop:
+        return run_training(config, stream, stop)
+
+
+def run_training(config: TrainConfig, stream, stop: StopSignal) -> dict:
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 
     cuda = torch.cuda.is_available()
     capability = torch.cuda.get_device_capability() if cuda else None
-    accelerator = Accelerator(gradient_accumulation_steps=config.gradient_accumulation_steps,
+    accelerator = Accelerator(kwargs_handlers=[process_group_kwargs(config)],
+                              gradient_accumulation_steps=config.gradient_accumulation_steps,
                               mixed_precision=mixed_precision(config.mixed_precision, capability), cpu=not cuda)
     main_process = accelerator.is_main_process
     set_seed(config.seed)
     logger = MetricsLogger(main_process, config, stream)
     dtype = BACKBONE_DTYPES[accelerator.mixed_precision]
     backbone = load_backbone(config.base_model, config.image_size, config.tiny_backbone_weights or None, dtype,
-                             revision=config.base_model_revision or None)
+                             revision=config.base_model_revision or None, hub_cache_root=config.hub_cache_dir)
     model = build_model(backbone, config.num_visual_tokens, config.image_size, config.seed, config.allocator,
                         base_model_revision=config.base_model_revision)
     model.sampling.manual_seed(config.seed * 1000 + accelerator.process_index)  # distinct samples per process
@@ -186,9 +260,12 @@ def run(config: TrainConfig, stream=sys.stdout) -> dict:
         logger.log(position["step"], {"event": "resumed", "checkpoint_root": checkpoint_root(config)})
     stop_at = min(total, config.max_steps) if config.max_steps else total
 
-    batch_collate = functools.partial(collate, backbone=backbone, image_size=config.image_size,
+    batch_collate = functools.partial(collate_uint8, backbone=backbone, image_size=config.image_size,
                                       max_question_tokens=config.max_question_tokens,
                                       max_answer_tokens=config.max_answer_tokens)
+    workers = loader_workers(config.num_workers, len(os.sched_getaffinity(0)),
+                             int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    vision = backbone.config.vision_config
     progress = None
     if main_process and sys.stderr.isatty():  # a terminal: step, loss and ETA; pipes get JSON lines only
         from tqdm import tqdm
@@ -197,14 +274,19 @@ def run(config: TrainConfig, stream=sys.stdout) -> dict:
         if stream.isatty():
             logger.write_line = lambda line: tqdm.write(line, file=stream)
     last_saved, started, loss_sum, loss_count = position["step"], time.time(), 0.0, 0
+    timer = smoke_report.StepTimer()
+    samples_per_step = config.batch_size * config.gradient_accumulation_steps * accelerator.num_processes
+    saved_at, preempted = time.monotonic(), False
     model.train()
-    while position["step"] < stop_at and position["epoch"] < config.num_epochs:
+    while position["step"] < stop_at and position["epoch"] < config.num_epochs and not preempted:
         order = data.epoch_order(len(train_set), config.seed, position["epoch"])
         loader = accelerator.prepare(torch.utils.data.DataLoader(
             train_set, batch_size=config.batch_size, sampler=order, collate_fn=batch_collate,
-            num_workers=config.num_workers, generator=loader_generator(config.seed, position["epoch"])))
+            num_workers=workers, worker_init_fn=ignore_sigterm,
+            generator=loader_generator(config.seed, position["epoch"])))
         skipped = accelerator.skip_first_batches(loader, position["batches_done"]) if position["batches_done"] else loader
         for batch in skipped:
+            batch = model_inputs(batch, vision)  # uint8 images made float here, on the training device
             with accelerator.accumulate(model):
                 loss = model(batch, "train")["loss"]
                 accelerator.backward(loss)
@@ -219,6 +301,10 @@ def run(config: TrainConfig, stream=sys.stdout) -> dict:
             scheduler.step()
             position["step"] += 1
             step = position["step"]
+            if config.smoke_report:
+                if cuda:
+                    torch.cuda.synchronize()  # the step's kernels have run: time them, not their launch
+                timer.step(samples_per_step)
             if progress:
                 progress.update(1)
             if step % config.log_every_n_steps == 0 or step == stop_at:
@@ -228,9 +314,13 @@ def run(config: TrainConfig, stream=sys.stdout) -> dict:
                 if progress:
                     progress.set_postfix(loss=f"{mean_loss:.4f}")
                 loss_sum, loss_count = 0.0, 0
-            if config.save_every_n_steps and step % config.save_every_n_steps == 0:
+            minutes_due = config.save_every_minutes and time.monotonic() - saved_at >= 60 * config.save_every_minutes
+            preempted, minutes_due = agreed(accelerator, [stop.received_at is not None, minutes_due])
+            if (config.save_every_n_steps and step % config.save_every_n_steps == 0) or minutes_due or preempted:
                 save_checkpoint(accelerator, config, plain, optimizer, scheduler, position, logger)
-                last_saved = step
+                last_saved, saved_at = step, time.monotonic()
+            if preempted:
+                break
             if config.eval_every_n_steps and step % config.eval_every_n_steps == 0 and main_process:
                 logger.log(step, {"eval": evaluate(plain, eval_set, config, accelerator.device)})
             if step >= stop_at:
@@ -239,12 +329,31 @@ def run(config: TrainConfig, stream=sys.stdout) -> dict:
             position = {"epoch": position["epoch"] + 1, "batches_done": 0, "step": position["step"]}
     if position["step"] != last_saved:
         save_checkpoint(accelerator, config, plain, optimizer, scheduler, position, logger)
+    if preempted:
+        return finish_preempted(position["step"], stop, logger, progress)
     summary = {"event": "done", "step": position["step"]}
     if main_process:
         summary["eval"] = evaluate(plain, eval_set, config, accelerator.device)
         plain.export(model_dir(config), provenance(config, summary))
         summary["model_dir"] = model_dir(config)
         logger.log(position["step"], summary)
+        if config.smoke_report:
+            result = smoke_report.report(timer, cuda, os.environ)
+            result["smoke_json"] = smoke_report.write(smoke_report.output_folder(config.output_dir, os.environ),
+                                                      result)
+            logger.log(position["step"], result)
+    logger.close()
+    if progress:
+        progress.close()
+    return summary
+
+
+def finish_preempted(step: int, stop: StopSignal, logger, progress) -> dict:
+    """After the preemption save: the marker for the entry point, one log line, no evaluation or export."""
+    leave_preempted_marker(step)
+    summary = {"event": "preempted", "step": step,
+               "seconds_since_signal": round(time.monotonic() - stop.received_at, 2) if stop.received_at else None}
+    logger.log(step, summary)
     logger.close()
     if progress:
         progress.close()
@@ -280,16 +389,6 @@ def save_checkpoint(accelerator, config, plain, optimizer, scheduler, position, 
     accelerator.wait_for_everyone()
 
 
-def parse_overrides(pairs: list[str]) -> dict:
-    overrides = {}
-    for pair in pairs:
-        key, separator, value = pair.partition("=")
-        if not separator:
-            raise SystemExit(f"--set wants KEY=VALUE, got {pair!r}")
-        overrides[key.strip()] = value
-    return overrides
-
-
 def resolve_secrets() -> int | None:
     """ARR_SECRET_REFS into this process's environment before anything logs; only names are printed."""
     try:
@@ -302,30 +401,33 @@ def resolve_secrets() -> int | None:
     return None
 
 
+def config_from(args) -> TrainConfig | None:
+    """The run's config from the parsed flags and the environment; None after printing why not."""
+    try:
+        return config_from_args(args)
+    except ConfigError as error:
+        print(f"config error: {error}", file=sys.stderr)
+        return None
+
+
 def main(argv: list[str] | None = None) -> int:
     failed = resolve_secrets()
     if failed is not None:
         return failed
-    parser = argparse.ArgumentParser(description="Train the ARR-COC selector.")
-    parser.add_argument("--config", help="TOML config (default: the embedded smoke config)")
-    parser.add_argument("--max-steps", type=int, help="stop after this many optimizer steps")
-    parser.add_argument("--output-dir", help="where checkpoints and the model go (local or gs://)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any config key")
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    from ARR_COC.Training.config import ConfigError
-
-    try:
-        config = load_config(args.config, overrides={**parse_overrides(args.set), "max_steps": args.max_steps,
-                                                      "output_dir": args.output_dir})
-    except ConfigError as error:
-        print(f"config error: {error}", file=sys.stderr)
+    args = argument_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    config = config_from(args)
+    if config is None:
         return 2
     if not args.config and config.base_model == "tiny" and not config.tiny_backbone_weights:
         print(json.dumps({"warning": "no pretrained tiny backbone (ARR_COC_TINY_BACKBONE): the random tiny "
                                      "model cannot learn the task; the run only checks the plumbing"}), flush=True)
     torch.set_num_threads(max(1, min(torch.get_num_threads(), int(os.environ.get("ARR_COC_THREADS", "2")))))
-    run(config)
-    return 0
+    try:
+        summary = run(config)
+    except ConfigError as error:  # a precision the GPU cannot run natively: known once the device is
+        print(f"config error: {error}", file=sys.stderr)
+        return 2
+    return exit_code("preempted") if summary["event"] == "preempted" else 0
 
 
 if __name__ == "__main__":

@@ -197,3 +197,30 @@ def running(fake: FakeGCS):
 
     with loopback.serving(Handler) as url:
         yield url
+
+
+def point_gcsfs_at(endpoint: str) -> None:
+    """fsspec's `gs` protocol (gcsfs) talks to ENDPOINT anonymously; also for a test's child processes."""
+    import fsspec
+
+    fsspec.config.conf["gs"] = {"endpoint_url": endpoint, "token": "anon"}
+
+
+@contextlib.contextmanager
+def gcsfs_served(*buckets: str):
+    """A fake holding BUCKETS on loopback with gcsfs pointed at it; yields (fake, endpoint).
+    The caller's process must have GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT=false (module docstring)."""
+    import fsspec
+
+    fake = FakeGCS(buckets=set(buckets))
+    saved = fsspec.config.conf.get("gs")
+    with running(fake) as endpoint:
+        point_gcsfs_at(endpoint)
+        try:
+            yield fake, endpoint
+        finally:
+            fsspec.get_filesystem_class("gs").clear_instance_cache()
+            if saved is None:
+                fsspec.config.conf.pop("gs", None)
+            else:
+                fsspec.config.conf["gs"] = saved

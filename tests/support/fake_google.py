@@ -16,6 +16,8 @@ Behaviours tests switch on:
 - `progress`: the states a job walks through, one step per GET;
 - `scenarios[region] = [step, ...]`: the same, for jobs created in REGION; a
   step is a state name or `failed(code, message)`; the last step repeats;
+  `scenarios[(region, machine_type)]` does the same for one machine there (two
+  GPUs of one region);
 - `flaky_gets = n`: the next n job GETs answer 503 (a transient API error);
 - `log_entries[job_id] = [text, ...]`: the job's Cloud Logging entries.
 Jobs get `startTime` when first RUNNING and `endTime` when they end; a cancel
@@ -96,7 +98,8 @@ class FakeGoogle:
             if region in self.invalid:
                 return 400, _error(400, "INVALID_ARGUMENT", self.invalid[region])
             name = f"projects/{project}/locations/{region}/customJobs/{next(self._ids)}"
-            steps = self.scenarios.get(region, self.progress)
+            machine = body["jobSpec"]["workerPoolSpecs"][0]["machineSpec"]["machineType"]
+            steps = self.scenarios.get((region, machine), self.scenarios.get(region, self.progress))
             job = dict(body, name=name, createTime=_now())
             self.jobs[name] = job
             self._steps[name] = (steps, 0)

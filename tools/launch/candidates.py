@@ -15,6 +15,7 @@ import enum
 import math
 import re
 
+from tools.launch import image_support as IS
 from tools.launch import tables as T
 
 
@@ -81,28 +82,37 @@ def build_candidates(
     quotas: dict | None = None,
     machine_types: dict | None = None,
     nodes: int = 1,
+    support: IS.ImageSupport | None = None,
 ) -> list[Candidate]:
     """All (GPU, region) options in preference order, each kept or dropped with a reason.
 
-    Raises TableError when no GPU of the preference list fits at all, so the
-    user hears about the bad count or region instead of an empty plan.
+    A GPU the training image cannot run (SUPPORT: gpu_support.toml) is listed
+    dropped, with its compute capability and the image's arch list as the
+    reason. Raises TableError when no GPU of the preference list fits at all
+    (none the image runs, a bad count or region), so the user hears why instead
+    of an empty plan.
     """
     T.check_scheduling(scheduling)
+    support = support or IS.default_support()
     out: list[Candidate] = []
-    shape_errors = []
+    shape_errors, refused = [], {}
     for name in gpu_preference:
         gpu = T.resolve_gpu(tables, name)
+        runs, reason = IS.runs(gpu, support)
+        if not runs:
+            refused[gpu.name] = reason
         try:
             machine = T.machine_type(
                 tables, gpu.name, count, scheduling, (machine_types or {}).get(gpu.name)
             )
         except T.TableError as e:
-            shape_errors.append(str(e))
+            if runs:
+                shape_errors.append(str(e))
             continue
         metric = T.quota_metric(tables, gpu.name, scheduling)
         wanted_regions = gpu.regions if not regions else [r for r in regions if r in gpu.regions]
         for region in wanted_regions:
-            c = _judge(Candidate(
+            c = Candidate(
                 gpu=gpu.name,
                 accelerator_type=gpu.accelerator,
                 accelerator_count=count,
@@ -112,20 +122,27 @@ def build_candidates(
                 quota_metric=metric,
                 price_per_hour=T.price(tables, gpu.name, machine, region, scheduling),
                 quota=quota_limit(quotas, metric, region),
-            ), quotas is not None, count * nodes)
-            out.append(c)
-    if not out:
-        if shape_errors:
-            raise T.TableError("no GPU in the preference list fits: " + "; ".join(shape_errors))
-        offered = {
-            g: ", ".join(T.regions_for(tables, g)) for g in gpu_preference
-        }
-        raise T.TableError(
-            f"none of the regions {', '.join(regions or [])} offers "
-            f"{', '.join(gpu_preference)}; regions that do: "
-            + "; ".join(f"{g}: {r}" for g, r in offered.items())
-        )
+            )
+            out.append(_judge(c, quotas is not None, count * nodes) if runs
+                       else dataclasses.replace(c, kept=False, why=f"the image cannot run it: {reason}"))
+    if not any(c.gpu not in refused for c in out):
+        _no_candidate(tables, gpu_preference, regions, support, shape_errors, refused)
     return out
+
+
+def _no_candidate(tables, gpu_preference, regions, support, shape_errors, refused) -> None:
+    """Raises the TableError that says why no GPU of the preference list can be planned."""
+    works = ", ".join(IS.runnable(tables, support))
+    refusals = [f"the training image cannot run {g}: {why}; GPUs it runs: {works}" for g, why in refused.items()]
+    if shape_errors or not any(T.resolve_gpu(tables, g).name not in refused for g in gpu_preference):
+        raise T.TableError("; ".join(refusals) if not shape_errors else
+                           "no GPU in the preference list fits: " + "; ".join(shape_errors + refusals))
+    offered = {g: ", ".join(T.regions_for(tables, g)) for g in gpu_preference}
+    raise T.TableError(
+        f"none of the regions {', '.join(regions or [])} offers "
+        f"{', '.join(gpu_preference)}; regions that do: "
+        + "; ".join(f"{g}: {r}" for g, r in offered.items())
+    )
 
 
 def _judge(c: Candidate, quota_checked: bool, needed: int) -> Candidate:
@@ -163,6 +180,7 @@ class Scope(enum.Enum):
     QUOTA_REGION = "quota_region"
     QUOTA_GLOBAL = "quota_global"
     CAPACITY = "capacity"  # this candidate only (stockout, preemption, queued too long, bad pair)
+    GPU = "gpu"  # this GPU type in every region (the image cannot run it)
     UNCLEAR = "unclear"  # the job may or may not exist: look it up before retrying
     FATAL = "fatal"  # the user's to fix: stop, relaunch nothing
 
@@ -217,13 +235,27 @@ def classify_error(code: str, message: str, cand: Candidate | None = None) -> Sc
     return Scope.FATAL
 
 
+# What a start-up check failure's `blocks` (gpu_support.toml) rules out.
+STARTUP_SCOPES = {"gpu": Scope.GPU, "candidate": Scope.CAPACITY, "nothing": Scope.FATAL}
+
+
+def startup_failure(message: str) -> IS.StartupFailure | None:
+    """The image's start-up check failure a failed job's error names by its exit code, or None."""
+    return IS.startup_failure(message)
+
+
 def classify_job_failure(code: str, message: str) -> Scope:
     """Maps a FAILED job's error to what it blocks: capacity and quota relaunch, the rest stops.
 
     Unlike a create error, a failed job is never UNCLEAR: it exists and has
-    ended. A trainer exception or a bad argument ("The replica workerpool0-0
-    exited with a non-zero status of 1") is FATAL: relaunching would fail again.
+    ended. The start-up check's exit codes block what gpu_support.toml says
+    (a GPU type, one candidate, or nothing: stop). Any other trainer exit or a
+    bad argument ("The replica workerpool0-0 exited with a non-zero status of
+    1") is FATAL: relaunching would fail again.
     """
+    startup = startup_failure(message)
+    if startup is not None:
+        return STARTUP_SCOPES[startup.blocks]
     if _QUOTA.search(message) and code in ("RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "UNAVAILABLE"):
         return Scope.QUOTA_GLOBAL if _GLOBAL.search(message) else Scope.QUOTA_REGION
     if _CAPACITY.search(message):
@@ -238,16 +270,23 @@ def capacity_policy() -> dict:
         "messages": {why: pattern for pattern, why in CAPACITY_MESSAGES},
         "quota": _QUOTA.pattern,
         "stops_on": "any other failure (trainer exit code, bad argument): its error and last log lines are shown",
+        "start_up_check": {str(e.code): {"class": e.name, "blocks": e.blocks}
+                           for e in IS.startup_failures(IS.default_support()).values()},
     }
 
 
 @dataclasses.dataclass
 class Blocklist:
-    """What earlier failures rule out for the rest of this launch."""
+    """What earlier failures rule out for the rest of this launch.
+
+    A candidate's key names its GPU: one N1 machine type carries T4, V100,
+    P100 or P4, so (region, machine, scheduling) alone would block them all.
+    """
 
     regions: set = dataclasses.field(default_factory=set)  # (region, quota_metric)
-    candidates: set = dataclasses.field(default_factory=set)  # (region, machine_type, scheduling)
+    candidates: set = dataclasses.field(default_factory=set)  # (region, machine_type, scheduling, gpu)
     everything: bool = False
+    gpus: set = dataclasses.field(default_factory=set)  # GPU names, in every region
 
     def record(self, c: Candidate, scope: Scope) -> None:
         if scope is Scope.QUOTA_GLOBAL:
@@ -255,21 +294,29 @@ class Blocklist:
         elif scope is Scope.QUOTA_REGION:
             self.regions.add((c.region, c.quota_metric))
         elif scope is Scope.CAPACITY:
-            self.candidates.add((c.region, c.machine_type, c.scheduling))
+            self.candidates.add(candidate_key(c))
+        elif scope is Scope.GPU:
+            self.gpus.add(c.gpu)
 
     def as_json(self) -> dict:
         return {"regions": sorted(map(list, self.regions)), "candidates": sorted(map(list, self.candidates)),
-                "everything": self.everything}
+                "everything": self.everything, "gpus": sorted(self.gpus)}
 
     @classmethod
     def from_json(cls, data: dict | None) -> "Blocklist":
         data = data or {}
         return cls({tuple(r) for r in data.get("regions", ())}, {tuple(c) for c in data.get("candidates", ())},
-                   bool(data.get("everything", False)))
+                   bool(data.get("everything", False)), set(data.get("gpus", ())))
 
     def blocks(self, c: Candidate) -> bool:
         return (
             self.everything
+            or c.gpu in self.gpus
             or (c.region, c.quota_metric) in self.regions
-            or (c.region, c.machine_type, c.scheduling) in self.candidates
+            or candidate_key(c) in self.candidates
+            or candidate_key(c)[:3] in self.candidates  # a record of a launcher that keyed without the GPU
         )
+
+
+def candidate_key(c: Candidate) -> tuple[str, str, str, str]:
+    return (c.region, c.machine_type, c.scheduling, c.gpu)

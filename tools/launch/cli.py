@@ -4,10 +4,11 @@ By default the launcher stays with the job until it is RUNNING (`--wait`: until
 it ends; `--detach`: not at all), relaunching on the next candidate when it is
 queued too long or fails for capacity (tools/launch/supervise.py). Subcommands
 `status`, `cancel`, `watch` and `logs` take a run name, a launch id or a job
-name; `recent` lists launches. Heavy cloud SDKs are imported only on the paths
-that use them, so `--help` and `--dry-run` without quota stay fast. stdout
-carries only the machine-readable result (one JSON object, the last line);
-logs go to stderr.
+name; `recent` lists launches; `smoke` plans, pushes and runs the short smoke
+job (tools/launch/smoke.py) that `--require-smoke` asks for. Heavy cloud SDKs
+are imported only on the paths that use them, so `--help` and `--dry-run`
+without quota stay fast. stdout carries only the machine-readable result (one
+JSON object, the last line); logs go to stderr.
 
 Exit codes: 0 ok; 1 the job failed, or attempts or cost ran out; 2 bad input,
 nothing submitted; 130 detached (Ctrl-C or a closed terminal; the job goes on).
@@ -34,7 +35,7 @@ from tools.launch.errors import EXIT_BAD_INPUT, EXIT_FAILED, LaunchError
 if TYPE_CHECKING:  # plan.py imports the tables: loaded only by the commands that plan
     from tools.launch.plan import Plan
 
-SUBCOMMANDS = ("status", "cancel", "recent", "watch", "logs")
+SUBCOMMANDS = ("status", "cancel", "recent", "watch", "logs", "smoke")
 EXIT_OK, EXIT_DETACHED = 0, 130  # 1 and 2 live in errors.py with the errors that carry them
 SECRET_NAME = re.compile(r"(_KEY|_TOKEN|_SECRET)$|PASSWORD|^WANDB_API_KEY$|^HF_TOKEN$", re.I)
 SECRET_REF = re.compile(r"^projects/[^/\s]+/secrets/[A-Za-z0-9_-]+(/versions/([0-9]+|latest))?$")
@@ -92,9 +93,16 @@ def _watch_flags(p: argparse.ArgumentParser) -> None:
                    help="seconds between job polls (default 30)")
 
 
-def launch_parser() -> argparse.ArgumentParser:
-    p = _parser("launch", "Plan, push (by digest), submit and supervise the ARR-COC training job on "
-                "Vertex AI. Subcommands: status | cancel | watch | logs ID, recent.")
+def launch_parser(smoke: bool = False) -> argparse.ArgumentParser:
+    """The launch's flags; SMOKE: those of `launch smoke` (no --local, --detach, --wait, --require-smoke)."""
+    if smoke:
+        p = _parser("launch smoke", "Plan and push as `launch` does, then run the short smoke job "
+                    "(configs/smoke_gpu.toml: the full-size model, random weights, a few steps) on the "
+                    "planned GPU until it ends; print its samples/s and peak GPU memory and remember them "
+                    "for --require-smoke.")
+    else:
+        p = _parser("launch", "Plan, push (by digest), submit and supervise the ARR-COC training job on "
+                    "Vertex AI. Subcommands: status | cancel | watch | logs ID, recent, smoke.")
     _endpoint_flags(p)
     _watch_flags(p)
     p.add_argument("--config", type=pathlib.Path, default=CFG.DEFAULT_CONFIG, help="launch TOML")
@@ -110,15 +118,20 @@ def launch_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-digest", help="its digest file (default: //Stack:arr_trainer.digest)")
     p.add_argument("--dry-run", action="store_true",
                    help="print the plan and supervision policy as JSON; push and submit nothing")
-    p.add_argument("--local", action="store_true",
-                   help="run //ARR_COC/Training:train here through Bazel with its embedded smoke config "
-                   "(no image needed; --dry-run shows what would run)")
+    if not smoke:
+        p.add_argument("--local", action="store_true",
+                       help="run //ARR_COC/Training:train here through Bazel with its embedded smoke config "
+                       "(no image needed; --dry-run shows what would run)")
+        p.add_argument("--require-smoke", action="store_true",
+                       help="refuse to submit to a GPU without a passing `launch smoke` of this image digest "
+                       "(checked before anything is pushed)")
     p.add_argument("--run-name", help="run name (relaunching the same name resumes its checkpoints)")
     p.add_argument("--force", action="store_true", help="submit even if a job of this run name is active")
-    until = p.add_mutually_exclusive_group()
-    until.add_argument("--detach", action="store_true", help="return right after the job is created")
-    until.add_argument("--wait", action="store_true",
-                       help="watch until the job ends (exit 0 only on SUCCEEDED), relaunching on preemption")
+    if not smoke:
+        until = p.add_mutually_exclusive_group()
+        until.add_argument("--detach", action="store_true", help="return right after the job is created")
+        until.add_argument("--wait", action="store_true",
+                           help="watch until the job ends (exit 0 only on SUCCEEDED), relaunching on preemption")
     p.add_argument("--launch-id", type=_launch_id,
                    help="reuse a launch id: a rerun adopts its job instead of creating another")
     p.add_argument("--no-quota", action="store_true", help="skip the live quota check")
@@ -134,7 +147,7 @@ def launch_parser() -> argparse.ArgumentParser:
     p.add_argument("--nodes", help="machines: 1 chief + N-1 workers (default 1)")
     p.add_argument("--region", "--regions", dest="regions", metavar="R,R", help="allowed regions")
     p.add_argument("--scheduling", choices=["SPOT", "STANDARD", "FLEX_START"])
-    p.add_argument("--timeout-s", help="job timeout in seconds (at most 7 days)")
+    p.add_argument("--timeout-s", help="job timeout in seconds (at most 7 days; `smoke`: default 1800)")
     p.add_argument("--max-wait-s", help="FLEX_START: seconds to wait for capacity")
     p.add_argument("--max-queue-s", help="seconds a job may stay QUEUED/PENDING before it is moved on")
     p.add_argument("--max-attempts", help="jobs to try in all (default 5)")
@@ -148,6 +161,8 @@ def launch_parser() -> argparse.ArgumentParser:
 
 
 def sub_parser(command: str) -> argparse.ArgumentParser:
+    if command == "smoke":
+        return launch_parser(smoke=True)
     p = _parser(f"launch {command}", {
         "status": "Show a launch's job, its state and the cost so far.",
         "cancel": "Cancel a launch's current job and stop its supervision.",
@@ -269,19 +284,31 @@ def policy_from(args, cfg: dict):
 
 
 def cmd_launch(args, eps: Endpoints) -> int:
-    from tools.launch import plan as P
-
     if args.local:
         return run_local(args)
     cfg = CFG.load(user_path(args.config), overrides(args))
     policy = policy_from(args, cfg)
-    secrets = dict(args.secret or ())
-    layout, digest = image_paths(args)
-    plan = P.make(cfg, layout, digest, _quotas(args, cfg, eps), secrets=secrets,
-                  bucket_location=_bucket_location(args, cfg, eps))
+    plan = planned(args, cfg, eps)
+    blocked = smoke_gate(plan, _state_path(args)) if args.require_smoke else None
     if args.dry_run:
         print(json.dumps({**plan.to_json(), "supervision": policy.describe(plan)}, indent=1, sort_keys=True))
         return EXIT_OK
+    check_and_push(plan, args, eps)
+    return submit_and_supervise(plan, policy, args, eps, blocked=blocked)
+
+
+def planned(args, cfg: dict, eps: Endpoints) -> Plan:
+    """The plan for the built (or given) image: quota, bucket location and secrets read here."""
+    from tools.launch import plan as P
+
+    P.check_request(cfg)  # a GPU the image cannot run, a bad count or region: before the image build
+    layout, digest = image_paths(args)
+    return P.make(cfg, layout, digest, _quotas(args, cfg, eps), secrets=dict(args.secret or ()),
+                  bucket_location=_bucket_location(args, cfg, eps))
+
+
+def check_and_push(plan: Plan, args, eps: Endpoints) -> None:
+    """Credentials, preflight, then the push by digest: what every submission needs first."""
     log(f"plan: {plan.gpu} x{plan.accelerator_count} x{plan.nodes} node(s) {plan.machine_type} in "
         f"{plan.region} ({plan.scheduling}, {plan.price_per_hour} {plan.currency}/h per node)")
     from tools.launch import vertex
@@ -296,7 +323,65 @@ def cmd_launch(args, eps: Endpoints) -> int:
     pushed = push(plan, args, auth)
     log(f"pushed {pushed.reference} (tag {pushed.tag}): {pushed.blobs_uploaded} blob(s), "
         f"{pushed.bytes_uploaded} bytes uploaded, {pushed.blobs_skipped} already there")
-    return submit_and_supervise(plan, policy, args, eps)
+
+
+def smoke_gate(plan: Plan, path: pathlib.Path):
+    """--require-smoke: the GPUs of the plan without a passing smoke of its digest are blocked;
+    none left with one is a refusal (exit 2, before anything is pushed)."""
+    from tools.launch import candidates as C
+    from tools.launch import smoke, state
+
+    gpus = [c.gpu for c in plan.kept]
+    missing = smoke.unsmoked(gpus, plan.digest, lambda digest, gpu: state.passing_smoke(path, digest, gpu))
+    if len(missing) == len(set(gpus)):
+        raise smoke.refusal(plan.digest, missing)
+    for gpu in missing:
+        log(f"--require-smoke: {gpu} has no passing smoke of {plan.digest}: not tried")
+    return C.Blocklist(gpus=set(missing))
+
+
+def cmd_smoke(args, eps: Endpoints) -> int:
+    """Plans and pushes as `launch` does, then runs the smoke job until it ends and reads its smoke.json."""
+    from tools.launch import smoke, state, supervise
+
+    given = overrides(args)
+    given["timeout_s"] = given.get("timeout_s") or smoke.TIMEOUT_S
+    given["run_name"] = given.get("run_name") or time.strftime("smoke-%Y%m%d-%H%M%S", time.gmtime())
+    cfg = CFG.load(user_path(args.config), given)
+    policy = supervise.Policy(until="end", poll_s=args.poll_s, max_queue_s=cfg["max_queue_s"],
+                              max_attempts=cfg["max_attempts"], max_cost=cfg["max_cost"])
+    plan = planned(args, cfg, eps)
+    if args.dry_run:
+        print(json.dumps({**plan.to_json(), "supervision": policy.describe(plan),
+                          "container_args": list(smoke.CONTAINER_ARGS)}, indent=1, sort_keys=True))
+        return EXIT_OK
+    check_and_push(plan, args, eps)
+    path = _state_path(args)
+
+    def finish(result):
+        """The smoke's verdict from its smoke.json, remembered by (digest, GPU) in the state file."""
+        gpu = result.summary["attempts"][-1]["gpu"]
+        report, problem = None, f"the smoke job ended as {result.summary['state']}"
+        if result.code == EXIT_OK:
+            try:
+                report = smoke.read_result(plan.project, plan.base_output_dir, eps)
+                problem = smoke.problem(report, plan.digest)
+            except smoke.SmokeFailed as e:
+                problem = str(e)
+        entry = {"digest": plan.digest, "gpu": gpu, "passed": problem is None, "result": report,
+                 "job": result.job.name, "finished": supervise.now_iso(), **({"problem": problem} if problem else {})}
+        state.update(path, result.summary["launch_id"], smoke=entry)
+        if problem:
+            log(f"smoke of {plan.digest} on {gpu} failed: {problem}")
+        else:
+            log(f"smoke of {plan.digest} on {gpu} passed: {report['samples_per_s']} samples/s, peak GPU memory "
+                f"{report['peak_gpu_memory_bytes'] / 2**30:.2f} GiB ({report.get('device')})")
+        summary = {**result.summary, "smoke": report, "passed": problem is None, "gpu": gpu, "digest": plan.digest,
+                   "samples_per_s": (report or {}).get("samples_per_s"),
+                   "peak_gpu_memory_bytes": (report or {}).get("peak_gpu_memory_bytes")}
+        return (EXIT_OK if problem is None else EXIT_FAILED), summary
+
+    return submit_and_supervise(plan, policy, args, eps, container_args=smoke.CONTAINER_ARGS, finish=finish)
 
 
 def registry_auth(plan: Plan):
@@ -364,11 +449,15 @@ def _supervisor(plan: Plan, policy, launch_id: str, path: pathlib.Path, record: 
     logs = cloud_logs.for_endpoints(plan.project, eps, log) if policy.until != "submitted" else None
     return supervise.Supervisor(plan, policy, launch_id, _clients(eps.vertex), _Store(path, launch_id),
                                 logs=logs, log=log, attempts=record.get("attempts"),
-                                blocked=C.Blocklist.from_json(record.get("blocked")))
+                                blocked=C.Blocklist.from_json(record.get("blocked")),
+                                container_args=record.get("container_args") or ())
 
 
-def _supervise(run, launch_id: str, store: _Store) -> int:
-    """Runs RUN (submit and/or watch) under the watch lock; maps its outcome to an exit code."""
+def _supervise(run, launch_id: str, store: _Store, finish=None) -> int:
+    """Runs RUN (submit and/or watch) under the watch lock; maps its outcome to an exit code.
+
+    FINISH(result) -> (exit code, result line) judges a supervised job that ended (`launch smoke`).
+    """
     from tools.launch import state, supervise
 
     _hangup_detaches()
@@ -386,12 +475,18 @@ def _supervise(run, launch_id: str, store: _Store) -> int:
             print(json.dumps({"job": record["job_name"], **{k: record.get(k) for k in (
                 "launch_id", "region", "state", "attempts", "cost_so_far")}}, sort_keys=True))
         return EXIT_FAILED
-    print(json.dumps(result.summary, sort_keys=True))
-    return result.code
+    code, summary = finish(result) if finish else (result.code, result.summary)
+    print(json.dumps(summary, sort_keys=True))
+    return code
 
 
-def submit_and_supervise(plan: Plan, policy, args, eps: Endpoints) -> int:
-    """Creates the job (or adopts this launch id's), then watches it as POLICY says."""
+def submit_and_supervise(plan: Plan, policy, args, eps: Endpoints, *, blocked=None, container_args=(),
+                         finish=None) -> int:
+    """Creates the job (or adopts this launch id's), then watches it as POLICY says.
+
+    BLOCKED rules candidates out from the start (--require-smoke); CONTAINER_ARGS replace the
+    image's CMD and are kept with the launch, so `watch` relaunches with them too.
+    """
     from tools.launch import state, supervise, vertex
 
     launch_id = args.launch_id or uuid.uuid4().hex
@@ -399,7 +494,9 @@ def submit_and_supervise(plan: Plan, policy, args, eps: Endpoints) -> int:
     record = {"launch_id": launch_id, "run_name": plan.run_name, "project": plan.project,
               "image": plan.image, "state": "submitting", "endpoints": eps.as_json(),
               "plan": plan.to_json(), "policy": policy.as_json(), "supervision": "watching",
-              "started": supervise.now_iso()}
+              "started": supervise.now_iso(), "container_args": list(container_args)}
+    if blocked is not None:
+        record["blocked"] = blocked.as_json()
     previous = state.find(path, launch_id)
     if previous and previous.get("launch_id") == launch_id:
         record = {**previous, **{k: record[k] for k in ("policy", "supervision")}}
@@ -417,7 +514,7 @@ def submit_and_supervise(plan: Plan, policy, args, eps: Endpoints) -> int:
             return supervise.Result(EXIT_OK, job, sup.summary(job))
         return sup.watch(job)
 
-    return _supervise(run, launch_id, store)
+    return _supervise(run, launch_id, store, finish)
 
 
 def _resolve(args) -> tuple[str, dict | None]:
@@ -573,7 +670,7 @@ def run_local(args) -> int:
 
 
 COMMANDS = {"status": cmd_status, "cancel": cmd_cancel, "recent": cmd_recent, "watch": cmd_watch,
-            "logs": cmd_logs}
+            "logs": cmd_logs, "smoke": cmd_smoke}
 
 
 def _google_api_error(e: BaseException) -> bool:

@@ -59,6 +59,16 @@ class SubmitError(LaunchError):
     """Submission failed for a reason failover cannot fix; says what was tried."""
 
 
+class SmokeRequired(LaunchError):
+    """--require-smoke: no passing smoke run for this image digest on the planned GPUs; names the command."""
+
+
+class SmokeFailed(LaunchError):
+    """The smoke job ended without a usable smoke.json; says what it found."""
+
+    exit_code = EXIT_FAILED
+
+
 class WatchLocked(LaunchError):
     """Another launcher process is already watching this launch."""
 

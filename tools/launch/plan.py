@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from tools.launch import bucket as B
 from tools.launch import candidates as C
 from tools.launch import built_image, endpoints, gitinfo
+from tools.launch import image_support as IS
 from tools.launch import tables as T
 from tools.launch.errors import PlanError
 
@@ -59,16 +60,28 @@ def bucket_name(cfg: dict) -> str:
 
 
 def ranked_candidates(
-    cfg: dict, quotas: dict | None, tables: T.Tables, bucket_rule: B.BucketRule | None = None
+    cfg: dict, quotas: dict | None, tables: T.Tables, bucket_rule: B.BucketRule | None = None,
+    support: IS.ImageSupport | None = None,
 ) -> list[C.Candidate]:
     check_regions(tables, cfg["regions"])
     cands = C.build_candidates(
         tables, cfg["gpu_preference"], cfg["count"], cfg["scheduling"], cfg["regions"] or None, quotas,
-        nodes=cfg["nodes"],
+        nodes=cfg["nodes"], support=support,
     )
     if bucket_rule is not None:
         cands = B.restrict(cands, bucket_rule)
     return C.rank(cands, cfg["gpu_preference"], tables)
+
+
+def check_request(cfg: dict, tables: T.Tables | None = None, support: IS.ImageSupport | None = None) -> None:
+    """Raises for what the tables alone refuse (a GPU the image cannot run, a bad count, region or limit).
+
+    The launcher calls it before building the image, so `--gpu V100` fails in
+    a second instead of after the image build; make() checks the same again.
+    """
+    tables = tables or T.default_tables()
+    T.check_job_limits(tables, cfg["scheduling"], cfg["timeout_s"], cfg["max_wait_s"])
+    ranked_candidates(cfg, None, tables, support=support)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,6 +105,7 @@ class Plan:
     price_per_hour: float | None
     price_date: str
     currency: str
+    image_cuda: Mapping[str, object]  # ImageSupport.as_json(): the image's torch, CUDA, min driver, arch list
     quota_checked: bool
     run_name: str
     bucket: str
@@ -110,6 +124,8 @@ class Plan:
         """Read-only views of the mappings and a tuple of candidates: the whole plan is immutable."""
         for name in ("env", "secrets", "bucket_location"):
             object.__setattr__(self, name, types.MappingProxyType(dict(getattr(self, name))))
+        object.__setattr__(self, "image_cuda", types.MappingProxyType(  # arch_list as a tuple
+            {k: tuple(v) if isinstance(v, list) else v for k, v in self.image_cuda.items()}))
         object.__setattr__(self, "candidates", tuple(self.candidates))
 
     @property
@@ -120,6 +136,7 @@ class Plan:
     def to_json(self) -> dict:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         out.update(env=dict(self.env), secrets=dict(self.secrets), bucket_location=dict(self.bucket_location),
+                   image_cuda={k: list(v) if isinstance(v, tuple) else v for k, v in self.image_cuda.items()},
                    candidates=[c.as_json() for c in self.candidates])
         return out
 
@@ -146,6 +163,7 @@ def make(
     git: tuple[str, bool] | None = None,
     secrets: dict | None = None,
     bucket_location: tuple[str | None, str | None] = (None, None),
+    support: IS.ImageSupport | None = None,
 ) -> Plan:
     """The plan (pure given its inputs).
 
@@ -154,6 +172,7 @@ def make(
     candidates to its region (bucket.py says why).
     """
     tables = tables or T.default_tables()
+    support = support or IS.default_support()
     now = now or datetime.datetime.now(datetime.timezone.utc)
     if not cfg["project"]:
         raise PlanError("no project: pass --project ID or set project in launch.toml")
@@ -162,7 +181,7 @@ def make(
     T.check_job_limits(tables, cfg["scheduling"], cfg["timeout_s"], cfg["max_wait_s"])
     bucket = bucket_name(cfg)
     rule = B.allowed_regions(*bucket_location)
-    ranked = ranked_candidates(cfg, quotas, tables, rule)
+    ranked = ranked_candidates(cfg, quotas, tables, rule, support)
     kept = [c for c in ranked if c.kept]
     if not kept:
         lead, hint = ("no quota anywhere", "") if rule.regions is None else (
@@ -198,6 +217,7 @@ def make(
         price_per_hour=best.price_per_hour,
         price_date=tables.price_date,
         currency=tables.currency,
+        image_cuda=support.as_json(),
         quota_checked=quotas is not None,
         run_name=run_name,
         bucket=bucket,

@@ -10,6 +10,7 @@ import pytest
 from tools.launch import candidates as C
 from tools.launch import config as CFG
 from tools.launch import plan as P
+from tools.launch.errors import TableError
 
 NOW = datetime.datetime(2026, 11, 30, 12, 0, tzinfo=datetime.timezone.utc)
 QUOTA = {"aiplatform.googleapis.com/custom_model_training_preemptible_nvidia_l4_gpus": {"us-east1": 0, "": 8}}
@@ -65,3 +66,28 @@ def test_a_stored_plan_missing_fields_is_refused_by_name(layout):
     del stored["bucket_location"], stored["nodes"]
     with pytest.raises(P.PlanError, match="stored plan lacks nodes, bucket_location"):
         P.Plan.from_json(stored)
+
+
+def test_the_plan_shows_the_image_cuda_facts(layout):
+    shown = json.loads(json.dumps(make(layout).to_json()))["image_cuda"]
+    assert shown == {"torch": "2.13.0+cu130", "cuda": "13.0", "min_driver": "580.65.06", "min_driver_cuda": 13000,
+                     "arch_list": ["sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120"]}
+
+
+@pytest.mark.parametrize("pref,message", [
+    (["V100"], "the training image cannot run V100: compute capability 7.0"),
+    (["P4", "P100"], "the training image cannot run P4: compute capability 6.1"),
+])
+def test_a_gpu_the_image_cannot_run_is_refused_before_the_image_is_read(pref, message):
+    cfg = CFG.load(overrides={"project": "proj", "gpu_preference": pref})
+    with pytest.raises(TableError, match=message) as e:
+        P.check_request(cfg)
+    assert e.value.exit_code == 2
+
+
+def test_a_refused_gpu_in_the_list_is_a_dropped_candidate_of_the_plan(layout):
+    plan = make(layout, gpu_preference=["V100", "L4"])
+    assert plan.gpu == "L4"
+    v100 = [c for c in plan.candidates if c.gpu == "V100"]
+    assert v100 and not any(c.kept for c in v100)
+    assert all("compute capability 7.0" in c.why for c in v100)

@@ -77,17 +77,24 @@ def check_repository(plan: Plan, auth) -> Finding:
     return Finding("artifact_registry", MISSING, f"{where}: {unknown}")
 
 
+def storage_client(project: str, endpoint: str):
+    """The real storage client at ENDPOINT (anonymous on loopback, ADC elsewhere)."""
+    from google.cloud import storage
+
+    endpoints.api_endpoint(endpoint)  # the loopback rule for plain HTTP
+    return storage.Client(
+        project=project,
+        credentials=endpoints.google_credentials(endpoint),
+        client_options={"api_endpoint": endpoint if "://" in endpoint else "https://" + endpoint},
+    )
+
+
 def lookup_bucket(project: str, bucket: str, endpoint: str):
     """GET storage/v1/b/BUCKET with the real storage client: the Bucket, or None on 404."""
     from google.api_core import exceptions as gexc
     from google.cloud import storage
 
-    endpoints.api_endpoint(endpoint)  # the loopback rule for plain HTTP
-    client = storage.Client(
-        project=project,
-        credentials=endpoints.google_credentials(endpoint),
-        client_options={"api_endpoint": endpoint if "://" in endpoint else "https://" + endpoint},
-    )
+    client = storage_client(project, endpoint)
     try:
         return client.lookup_bucket(
             bucket, timeout=30, retry=storage.retry.DEFAULT_RETRY.with_timeout(STORAGE_RETRY_S))

@@ -3,8 +3,11 @@
 A launch is recorded *before* it is submitted (state "submitting"), so a
 crash between submit and record still leaves the launch id to look up. The
 record also holds the plan and the supervision policy, so `watch` carries on
-exactly where the first watcher stopped. Records never hold secret values
-(secrets are Secret Manager references).
+exactly where the first watcher stopped. A `launch smoke` record carries its
+result under `smoke`, keyed by (image digest, GPU type): `launch
+--require-smoke` looks it up, and the newest smoke of each pair is kept when
+older launches are dropped. Records never hold secret values (secrets are
+Secret Manager references).
 """
 
 from __future__ import annotations
@@ -44,8 +47,27 @@ def save(path: pathlib.Path, launches: list[dict]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".launches.")
     with os.fdopen(fd, "w") as f:
-        json.dump(launches[-KEEP:], f, indent=1)
+        json.dump(trim(launches), f, indent=1)
     os.replace(tmp, path)
+
+
+def smoke_key(record: dict) -> tuple[str, str] | None:
+    """(image digest, GPU type) of a smoke launch's record, None for any other record."""
+    smoke = record.get("smoke")
+    return (smoke["digest"], smoke["gpu"]) if isinstance(smoke, dict) else None
+
+
+def trim(launches: list[dict]) -> list[dict]:
+    """The last KEEP records, and before them the newest smoke of each pair they lack."""
+    recent = launches[-KEEP:]
+    seen = {smoke_key(r) for r in recent} - {None}
+    older = []
+    for record in reversed(launches[:-KEEP]):
+        key = smoke_key(record)
+        if key is not None and key not in seen:
+            seen.add(key)
+            older.append(record)
+    return older[::-1] + recent
 
 
 @contextlib.contextmanager
@@ -102,4 +124,12 @@ def find(path: pathlib.Path, key: str) -> dict | None:
     for r in reversed(load(path)):
         if key in (r.get("launch_id"), r.get("job_name"), r.get("run_name")):
             return r
+    return None
+
+
+def passing_smoke(path: pathlib.Path, digest: str, gpu: str) -> dict | None:
+    """The newest passing smoke result of DIGEST on GPU, or None."""
+    for record in reversed(load(path)):
+        if smoke_key(record) == (digest, gpu) and record["smoke"].get("passed"):
+            return record["smoke"]
     return None

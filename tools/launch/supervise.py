@@ -12,6 +12,8 @@ after the create call the launcher polls the job and acts on what it sees
     RUNNING                           until=running: done (exit 0); until=end: poll again
     SUCCEEDED                         done (exit 0)
     FAILED, capacity or quota         block by scope, relaunch the next candidate
+    FAILED, start-up check exit code  block what gpu_support.toml says (the GPU type, the
+                                      candidate) and relaunch, or stop with its fix
     FAILED, anything else             show job.error and the last log lines, stop (exit 1)
     CANCELLED/CANCELLING, not ours    stop (exit 1): someone cancelled it
     EXPIRED, PARTIALLY_SUCCEEDED      stop (exit 1)
@@ -101,8 +103,9 @@ class Supervisor:
 
     def __init__(self, plan: P.Plan, policy: Policy, launch_id: str, client_factory, store, *,
                  logs=None, log=lambda msg: print(msg, file=sys.stderr, flush=True),
-                 now=time.time, sleep=time.sleep, attempts=None, blocked=None):
+                 now=time.time, sleep=time.sleep, attempts=None, blocked=None, container_args=()):
         self.plan, self.policy, self.launch_id = plan, policy, launch_id
+        self.container_args = tuple(container_args)
         self.clients, self.store, self.logs, self.log = client_factory, store, logs, log
         self.now, self.sleep = now, sleep
         self.attempts: list[dict] = list(attempts or [])
@@ -127,7 +130,8 @@ class Supervisor:
     def _submit(self, check_active: bool = True):
         number = len(self.attempts) + 1
         job, cand, tries = vertex.submit(self.plan, self.launch_id, self.clients, blocked=self.blocked,
-                                         attempt=number, check_active=check_active, log=self.log)
+                                         attempt=number, check_active=check_active, log=self.log,
+                                         container_args=self.container_args)
         for t in tries[:-1]:
             self.log(f"attempt {number}: {t.region} {t.machine_type}: {t.outcome}")
         self._record_attempt(job, cand, "submitted")
@@ -264,13 +268,20 @@ class Supervisor:
             if state == "JOB_STATE_FAILED":
                 code, message = vertex.job_error(job)
                 scope = C.classify_job_failure(code, message)
+                startup = C.startup_failure(message)
                 if scope is C.Scope.FATAL:
-                    self.attempts[-1]["outcome"] = f"failed: {code}: {message}"
+                    self.attempts[-1]["outcome"] = (startup.describe() if startup
+                                                    else f"failed: {code}: {message}")
                     self._persist(job)
-                    self._show_failure(job, code, message)
+                    self._show_failure(job, code, message, startup)
                     return self._done(job, 1)
-                self.log(f"{job.name} failed for capacity ({code}: {message}; {scope.value})")
-                job = self._relaunch(job, cand, scope, f"{scope.value} in {cand.region}: {message}")
+                if startup is not None:
+                    why = f"{startup.describe()}; blocked: {blocked_by(cand, scope)}"
+                    self.log(f"{job.name} failed: {why}")
+                else:
+                    why = f"{scope.value} in {cand.region}: {message}"
+                    self.log(f"{job.name} failed for capacity ({code}: {message}; {scope.value})")
+                job = self._relaunch(job, cand, scope, why)
                 last = None
                 continue
             if state in vertex.TERMINAL_STATES or state == "JOB_STATE_CANCELLING":
@@ -278,8 +289,10 @@ class Supervisor:
                 return self._done(job, 1)
             self.sleep(self.policy.poll_s)
 
-    def _show_failure(self, job, code: str, message: str) -> None:
+    def _show_failure(self, job, code: str, message: str, startup=None) -> None:
         self.log(f"{job.name} FAILED: {code}: {message}")
+        if startup is not None:
+            self.log(startup.describe())
         if self.logs is None:
             self.log(vertex.logs_hint(job.name))
             return
@@ -307,6 +320,15 @@ class Supervisor:
         if out["state"] == "JOB_STATE_SUCCEEDED":
             out["model_dir"] = f"{self.plan.base_output_dir}/model"
         return out
+
+
+def blocked_by(cand: C.Candidate, scope: C.Scope) -> str:
+    """What a failure of CAND with SCOPE rules out, as the log says it."""
+    if scope is C.Scope.GPU:
+        return f"{cand.gpu} in every region"
+    if scope is C.Scope.CAPACITY:
+        return f"{cand.gpu} {cand.machine_type} in {cand.region} ({cand.scheduling})"
+    return scope.value
 
 
 def now_iso() -> str:

@@ -41,6 +41,9 @@ class Gpu:
     aliases: tuple[str, ...]
     shapes: tuple[Shape, ...]
     regions: tuple[str, ...]
+    compute_capability: str = ""  # "8.9": which of the image's compiled kernels load (image_support.runs)
+    dense_tflops: float = 0.0  # peak dense tensor throughput per GPU, in tflops_dtype (datasheets)
+    tflops_dtype: str = ""  # "bf16"; "fp16" or "fp32" where the GPU has no bf16 tensor cores
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,6 +92,7 @@ def load_tables(data_dir: pathlib.Path | str = DATA_DIR) -> Tables:
             aliases=tuple(spec.get("aliases", ())),
             shapes=shapes,
             regions=tuple(regions.get(name, ())),
+            **_performance(name, spec),
         )
     return Tables(
         gpus=gpus,
@@ -97,6 +101,25 @@ def load_tables(data_dir: pathlib.Path | str = DATA_DIR) -> Tables:
         currency=prices.get("currency", "USD"),
         schedulings=_schedulings(_load_toml(data_dir / "scheduling.toml")["strategy"], gpus),
     )
+
+
+_CAPABILITY = re.compile(r"^[0-9]+\.[0-9]$")
+_DTYPES = ("bf16", "fp16", "fp32")
+
+
+def _performance(name: str, spec: dict) -> dict:
+    """A GPU's compute capability and throughput from machines.toml; missing or malformed is a TableError."""
+    missing = [k for k in ("compute_capability", "dense_tflops", "tflops_dtype") if k not in spec]
+    if missing:
+        raise TableError(f"machines.toml: [gpu.{name}] lacks {', '.join(missing)} (NVIDIA's datasheet "
+                         "and CUDA GPU compute capability list give them)")
+    cap, tflops, dtype = str(spec["compute_capability"]), spec["dense_tflops"], spec["tflops_dtype"]
+    if not _CAPABILITY.match(cap):
+        raise TableError(f"machines.toml: [gpu.{name}] compute_capability {cap!r} is not MAJOR.MINOR, e.g. \"8.9\"")
+    if not isinstance(tflops, (int, float)) or tflops <= 0 or dtype not in _DTYPES:
+        raise TableError(f"machines.toml: [gpu.{name}] wants dense_tflops above 0 and tflops_dtype one of "
+                         f"{', '.join(_DTYPES)}; got {tflops!r}, {dtype!r}")
+    return {"compute_capability": cap, "dense_tflops": float(tflops), "tflops_dtype": dtype}
 
 
 def _schedulings(raw: dict, gpus: dict) -> dict:
@@ -257,3 +280,18 @@ def price(tables: Tables, gpu_name: str, machine: str, region: str, scheduling: 
         return None
     value = row.get(_PRICE_COLUMN[check_scheduling(scheduling)])
     return float(value) if value is not None else None
+
+
+def cost_per_eflop(tables: Tables, gpu_name: str, machine: str, region: str, scheduling: str) -> float | None:
+    """Price of 10^18 FLOP at the machine's peak dense throughput: the cost-per-sample proxy.
+
+    Hourly price of the whole machine / (its GPUs x dense_tflops x 3600 s) x 10^6. A training step of a fixed model costs a fixed number of FLOPs per
+    sample, so at equal utilisation the cost per sample is proportional to this.
+    None when the price is unknown.
+    """
+    gpu = resolve_gpu(tables, gpu_name)
+    hourly = price(tables, gpu.name, machine, region, scheduling)
+    count = next((s.gpus for s in gpu.shapes if s.machine_type == machine), None)
+    if hourly is None or count is None:
+        return None
+    return hourly / (count * gpu.dense_tflops * 3600) * 1e6

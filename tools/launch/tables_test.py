@@ -222,3 +222,57 @@ def test_every_accelerator_is_a_vertex_enum():
 
     for gpu in TABLES.gpus.values():
         assert AcceleratorType[gpu.accelerator]
+
+
+@pytest.mark.parametrize(
+    "gpu,capability,tflops,dtype",
+    [
+        ("L4", "8.9", 121, "bf16"),
+        ("T4", "7.5", 65, "fp16"),  # Turing: no bf16 tensor cores
+        ("A100", "8.0", 312, "bf16"),
+        ("A100-80GB", "8.0", 312, "bf16"),
+        ("H100", "9.0", 989, "bf16"),
+        ("H100-MEGA", "9.0", 989, "bf16"),
+        ("H200", "9.0", 989, "bf16"),
+        ("B200", "10.0", 2250, "bf16"),
+        ("V100", "7.0", 125, "fp16"),
+        ("P100", "6.0", 18.7, "fp16"),
+        ("P4", "6.1", 5.5, "fp32"),
+    ],
+)
+def test_compute_capability_and_throughput(gpu, capability, tflops, dtype):
+    g = T.resolve_gpu(TABLES, gpu)
+    assert (g.compute_capability, g.dense_tflops, g.tflops_dtype) == (capability, tflops, dtype)
+
+
+def _machines_without(tmp_path, gpu, key):
+    """The data files with KEY removed from [gpu.GPU] in machines.toml."""
+    for name in ("regions.toml", "prices.toml", "scheduling.toml"):
+        (tmp_path / name).write_text((T.DATA_DIR / name).read_text())
+    text = (T.DATA_DIR / "machines.toml").read_text()
+    head, sep, rest = text.partition(f"[gpu.{gpu}]\n")
+    body, nxt, tail = rest.partition("\n[gpu.")
+    body = "\n".join(line for line in body.splitlines() if not line.startswith(key + " "))
+    (tmp_path / "machines.toml").write_text(head + sep + body + nxt + tail)
+
+
+@pytest.mark.parametrize("gpu,key", [("V100", "compute_capability"), ("L4", "dense_tflops"), ("T4", "tflops_dtype")])
+def test_a_gpu_without_its_capability_or_throughput_is_a_table_error_naming_it(tmp_path, gpu, key):
+    _machines_without(tmp_path, gpu, key)
+    with pytest.raises(T.TableError, match=rf"\[gpu\.{gpu}\] lacks {key}"):
+        T.load_tables(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "gpu,machine,region,scheduling,expected",
+    [
+        # price / (GPUs x dense TFLOPS x 3600 s) x 10^6: USD per 10^18 FLOP at peak
+        ("L4", "g2-standard-4", "us-central1", "SPOT", 0.324 / (1 * 121 * 3600) * 1e6),
+        ("T4", "n1-standard-8", "us-central1", "SPOT", 0.294 / (1 * 65 * 3600) * 1e6),
+        ("H100", "a3-highgpu-8g", "us-central1", "STANDARD", 101.1 / (8 * 989 * 3600) * 1e6),
+        ("B200", "a4-highgpu-8g", "us-central1", "SPOT", None),  # unpriced
+    ],
+)
+def test_cost_per_eflop(gpu, machine, region, scheduling, expected):
+    got = T.cost_per_eflop(TABLES, gpu, machine, region, scheduling)
+    assert got == (pytest.approx(expected) if expected is not None else None)

@@ -63,15 +63,17 @@ def labels(plan: P.Plan, launch_id: str, attempt: int = 1) -> dict:
 
 
 SECRET_REFS_ENV = "ARR_SECRET_REFS"  # the trainer resolves these with Secret Manager at start
+HUB_CACHE_ENV = "ARR_HUB_CACHE"  # the trainer keeps one copy of hub weights and data per revision there
 
 
 def env_vars(plan: P.Plan, cand: C.Candidate) -> dict:
     """Hyperparameters plus what the trainer needs to know about its placement.
 
     Secrets travel as Secret Manager references only (ENV=projects/P/secrets/S[/versions/V]);
-    their values never enter the job spec.
+    their values never enter the job spec. The run's bucket holds the hub cache (--env may override it).
     """
     env = {
+        HUB_CACHE_ENV: f"gs://{plan.bucket}/cache/hf",
         **plan.env,
         "CUDA_VISIBLE_DEVICES": ",".join(str(i) for i in range(cand.accelerator_count)),
         "TRAINING_GPU": cand.gpu,
@@ -83,11 +85,14 @@ def env_vars(plan: P.Plan, cand: C.Candidate) -> dict:
     return env
 
 
-def build_job(plan: P.Plan, cand: C.Candidate, launch_id: str, attempt: int = 1):
+def build_job(plan: P.Plan, cand: C.Candidate, launch_id: str, attempt: int = 1,
+              container_args: tuple[str, ...] = ()):
     """The CustomJob for one candidate: image by digest, chief + workers, resumable output.
 
     Pool 0 is the chief (one replica); with --nodes N pool 1 holds N-1 workers
     with the identical machine and container spec (Vertex sets CLUSTER_SPEC).
+    `container_args` replace the image's CMD (its training config) and keep
+    its entry point, start-up check included (`launch smoke`).
     """
     v1 = _v1()
     from google.protobuf import duration_pb2
@@ -111,6 +116,7 @@ def build_job(plan: P.Plan, cand: C.Candidate, launch_id: str, attempt: int = 1)
             replica_count=replicas,
             container_spec=v1.ContainerSpec(
                 image_uri=plan.image,
+                args=list(container_args),
                 env=[v1.EnvVar(name=k, value=str(v)) for k, v in env_vars(plan, cand).items()],
             ),
         )
@@ -228,7 +234,8 @@ class Attempt:
 
 def submit(plan: P.Plan, launch_id: str, client_factory, *, blocked: C.Blocklist | None = None,
            attempt: int = 1, check_active: bool = True,
-           log=lambda msg: print(msg, file=sys.stderr), backoff: float = 1.0):
+           log=lambda msg: print(msg, file=sys.stderr), backoff: float = 1.0,
+           container_args: tuple[str, ...] = ()):
     """Submits exactly one CustomJob, walking the plan's candidates on quota/capacity errors.
 
     Returns (job, candidate, attempts). Candidates in BLOCKED are skipped (it
@@ -254,7 +261,7 @@ def submit(plan: P.Plan, launch_id: str, client_factory, *, blocked: C.Blocklist
         if blocked.blocks(cand):
             continue
         client = client_factory(cand.region)
-        job = build_job(plan, cand, launch_id, attempt)
+        job = build_job(plan, cand, launch_id, attempt, container_args)
 
         def found():
             """This attempt's job if an unclear create made it after all (recorded), else None."""
