@@ -20,3 +20,11 @@ def image(tmp_path):
     layout = str(tmp_path / "img")
     digest = oci_images.make_image(layout, [{"a.bin": 20_000}, {"app/x.py": b"x = 1\n"}])
     return layout, digest
+
+
+@pytest.fixture
+def state_file(tmp_path, monkeypatch):
+    """The launcher's state file (ARR_LAUNCH_STATE) in tmp_path, so a test never reads or writes the user's."""
+    path = tmp_path / "launches.json"
+    monkeypatch.setenv("ARR_LAUNCH_STATE", str(path))
+    return path

@@ -14,6 +14,8 @@ from tests.support import fake_gcs, fake_google
 from tests.support.fake_google import failed
 from tools.launch import cli, state
 
+pytestmark = pytest.mark.usefixtures("state_file")  # a state file of its own per test
+
 SPOT = "custom_model_training_preemptible_nvidia_{}_gpus"
 FIRST, SECOND, THIRD = "us-west1", "us-central1", "europe-west4"  # the L4 spot order in prices.toml
 BUCKET = "proj-arr-coc"
@@ -38,13 +40,6 @@ def gcs():
     with fake_gcs.running(fake) as url:
         fake.url = url
         yield fake
-
-
-@pytest.fixture(autouse=True)
-def state_file(tmp_path, monkeypatch):
-    path = tmp_path / "launches.json"
-    monkeypatch.setenv("ARR_LAUNCH_STATE", str(path))
-    return path
 
 
 def run(capsys, google, gcs, image, registry, *extra, gpus="L4,T4"):

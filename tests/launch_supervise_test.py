@@ -21,6 +21,8 @@ from tests.support import fake_google
 from tests.support.fake_google import failed
 from tools.launch import cli, state
 
+pytestmark = pytest.mark.usefixtures("state_file")  # a state file of its own per test
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SPOT = "custom_model_training_preemptible_nvidia_{}_gpus"
 STOCKOUT = "Resources are insufficient in region: {}. Please try a different region."
@@ -43,13 +45,6 @@ def google():
     with fake_google.running(fake) as url:
         fake.url = url
         yield fake
-
-
-@pytest.fixture(autouse=True)
-def state_file(tmp_path, monkeypatch):
-    path = tmp_path / "launches.json"
-    monkeypatch.setenv("ARR_LAUNCH_STATE", str(path))
-    return path
 
 
 def argv(google, layout, registry_url, *extra, logging=True, gpu=("--gpu", "L4")):

@@ -47,13 +47,6 @@ def run(capsys, google, image, registry_url, *extra):
     return code, out, err
 
 
-@pytest.fixture
-def state_file(tmp_path, monkeypatch):
-    path = tmp_path / "launches.json"
-    monkeypatch.setenv("ARR_LAUNCH_STATE", str(path))
-    return path
-
-
 def test_dry_run_prints_exactly_one_json_plan_and_touches_nothing(capsys, google, image, state_file):
     layout, digest = image
     code, out, err = run(capsys, google, image, f"http://127.0.0.1:{rs.free_port()}",
