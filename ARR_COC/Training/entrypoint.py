@@ -6,7 +6,8 @@ CLUSTER_SPEC: every host of workerpool0 (the chief), then workerpool1, 2, 3
 in order, so the chief is machine 0 and its host:port is where all nodes
 meet. Before any of it, and before torch is imported, the start-up check
 (startup_check.py) asks the driver whether this host can run the image's
-torch on the GPUs the job asked for, and exits with its own code if not. One process in total trains in this process; more go through
+torch on the GPUs the job asked for, and exits with its own code if not.
+One process in total trains in this process; more go through
 `accelerate launch` (torch.distributed's launcher on each node; the workers
 then use NCCL on GPUs, gloo on CPU). TRAINING_GPU set without a usable GPU
 refuses to run (the original silently trained on CPU).

@@ -55,9 +55,6 @@ def exit_code(name: str) -> int:
     return startup_check.load_support().exit_codes[name].code
 
 
-# bf16 tensor cores start at Ampere (8.0, startup_check.NATIVE_BF16); below (T4 is 7.5) torch emulates bf16,
-# and accelerate's check passes.
-NATIVE_BF16 = startup_check.NATIVE_BF16
 # What `auto` runs where bf16 is not native, and the frozen backbone's dtype per precision: fp16 autocast with
 # loss scaling over fp32 weights, so the residual stream stays fp32 (docs/training.md, "Precision").
 AUTO_WITHOUT_BF16 = "fp16"
@@ -66,15 +63,17 @@ BACKBONE_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float32, "no": torch.fl
 
 def mixed_precision(value: str, capability: tuple[int, int] | None) -> str:
     """accelerate's mixed_precision for the config value on a GPU of this CUDA capability (None: CPU, where
-    it is always off: slow and not needed for the tiny model). bf16 only where the GPU has it natively."""
+    it is always off: slow and not needed for the tiny model). bf16 only where the GPU has it natively
+    (startup_check.NATIVE_BF16, Ampere's 8.0): below (T4 is 7.5) torch emulates it and accelerate's check passes."""
     if capability is None:
         return "no"
-    native_bf16 = tuple(capability) >= NATIVE_BF16
+    native = startup_check.NATIVE_BF16
+    native_bf16 = tuple(capability) >= native
     if value == "auto":
         return "bf16" if native_bf16 else AUTO_WITHOUT_BF16
     if value == "bf16" and not native_bf16:
         raise ConfigError(
-            f"mixed_precision = 'bf16' needs native bf16 (CUDA capability >= {NATIVE_BF16[0]}.{NATIVE_BF16[1]}, "
+            f"mixed_precision = 'bf16' needs native bf16 (CUDA capability >= {native[0]}.{native[1]}, "
             f"Ampere or newer); this GPU is {capability[0]}.{capability[1]}, where bf16 is emulated and slow: "
             f"set mixed_precision to auto ({AUTO_WITHOUT_BF16} here), fp16 or no")
     return value
